@@ -1,0 +1,1 @@
+"""Beteiligte sync engine: pure Python, no Airflow import."""
