@@ -1,0 +1,33 @@
+"""Settings of the sync engine (plain dataclass; the DAGs and the CLI fill it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from include.beteiligte_sync.status import AUTO_RESET_HOURS, BACKOFF_MINUTES, LOCK_TTL
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Knobs of one sync run.
+
+    :param lock_ttl: age after which a ``syncing`` lock is stale and may be taken over.
+    :param backoff_minutes: the retry ladder; its length is the number of failures that makes
+        an entity ``permanently_failed``.
+    :param auto_reset_hours: how long a ``permanently_failed`` entity waits for another chance.
+    :param advoware_timezone: time zone of Advoware's offset-less ``geaendertAm``.
+    :param clean_share: share of a scheduled run's ``limit`` spent on re-checking ``clean``
+        entities (oldest ``advowareLastSync`` first) to catch changes made in Advoware.
+    :param clean_batch: how many ``clean`` entities to re-check when no ``limit`` is given.
+    :param create_pending_grace: clock skew allowed when adopting a party from an interrupted
+        create (its ``geaendertAm`` may be this much older than the create-pending marker).
+    """
+
+    lock_ttl: timedelta = LOCK_TTL
+    backoff_minutes: tuple[int, ...] = BACKOFF_MINUTES
+    auto_reset_hours: int = AUTO_RESET_HOURS
+    advoware_timezone: str = "Europe/Berlin"
+    clean_share: float = 0.2
+    clean_batch: int = 50
+    create_pending_grace: timedelta = timedelta(minutes=5)
