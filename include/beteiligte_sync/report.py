@@ -64,9 +64,8 @@ class RunReport:
             lines.append(f"Entities that need attention ({len(self.failures)}):")
             for item in self.failures:
                 betnr = item.get("betnr") or "-"
-                lines.append(
-                    f"  {item['entity_id']}  betnr {betnr}  {item['outcome']}: {item.get('error') or ''}"
-                )
+                error = item.get("error") or ""
+                lines.append(f"  {item['entity_id']}  betnr {betnr}  {item['outcome']}: {error}")
         for warning in self.warnings:
             lines.append(f"WARNING: {warning}")
         return "\n".join(lines)
