@@ -1,0 +1,87 @@
+"""A tiny HTTP server that answers from a script, for testing the hooks' retry policy.
+
+Each request takes the next step of the script: ``(status, headers, body)`` answers, ``"reset"``
+closes the connection without an answer, ``("hang", seconds)`` sleeps before answering 200.
+When the script is used up, it answers 200 ``{}``. Requests are recorded (method, path, headers).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Step = Any
+
+
+@dataclass
+class Script:
+    """Steps to play and requests seen."""
+
+    steps: list[Step] = field(default_factory=list)
+    seen: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_step(self) -> Step:
+        with self.lock:
+            return self.steps.pop(0) if self.steps else (200, {}, {})
+
+
+def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with script.lock:
+                script.seen.append((self.command, self.path, dict(self.headers), body))
+            step = script.next_step()
+            if step == "reset":
+                # SO_LINGER 0: the client sees a connection reset, not a clean close
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            if isinstance(step, tuple) and step[0] == "hang":
+                time.sleep(step[1])
+                step = (200, {}, {})
+            status, headers, payload = step
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, str(value))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    return Handler
+
+
+@contextmanager
+def scripted_server(*steps: Step) -> Iterator[tuple[str, Script]]:
+    """Run a scripted server on a free port; yield its base URL and the script."""
+    script = Script(list(steps))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", script
+    finally:
+        server.shutdown()
+        server.server_close()
