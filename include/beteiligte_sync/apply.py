@@ -1,0 +1,90 @@
+"""The executor: applies a :class:`Plan` through the client protocols, op by op.
+
+It decides nothing; it only carries out the plan in its order and keeps track of what changed:
+the betnr of a newly created party (written to EspoCRM at once, so a failure later in the plan
+cannot lead to a second party on the next run) and the latest EspoCRM record (its
+``versionNumber`` guards each following EspoCRM write).
+
+Every EspoCRM write sends ``syncStatus="syncing"``: the firm's EspoCRM marks a record ``dirty``
+when a write changes business fields without setting ``syncStatus``; our own writes must not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
+from include.beteiligte_sync.errors import EntityError
+from include.beteiligte_sync.ops import (
+    CreateAdvowareBeteiligte,
+    CreateKommunikation,
+    MakeEmptySlot,
+    Op,
+    PostNote,
+    UpdateAdvowareBeteiligte,
+    UpdateEspoCrm,
+    UpdateKommunikation,
+)
+from include.beteiligte_sync.plan import Plan
+from include.beteiligte_sync.status import SyncStatus
+
+
+@dataclass
+class ApplyState:
+    """What the executor knows while applying: the current betnr and EspoCRM record."""
+
+    betnr: int | None
+    espocrm_record: Record
+    ops_applied: int = 0
+
+
+def apply_plan(
+    plan: Plan, espocrm: EspoCrmClient, advoware: AdvowareClient, *, espocrm_record: Record
+) -> ApplyState:
+    """Apply ``plan``'s ops in order; ``espocrm_record`` is the record as the lock write
+    returned it. Raises whatever the clients raise; the caller releases the lock."""
+    state = ApplyState(betnr=plan.betnr, espocrm_record=espocrm_record)
+    for op in plan.ops:
+        _apply_op(op, state, espocrm, advoware)
+        state.ops_applied += 1
+    return state
+
+
+def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: AdvowareClient) -> None:
+    if isinstance(op, CreateAdvowareBeteiligte):
+        created = advoware.create_beteiligte(op.fields)
+        state.betnr = int(created["betNr"])
+        _write_espocrm(espocrm, state, {"betnr": state.betnr})
+    elif isinstance(op, UpdateAdvowareBeteiligte):
+        advoware.update_beteiligte(op.betnr, op.fields)
+    elif isinstance(op, CreateKommunikation):
+        data = {"tlf": op.tlf, "bemerkung": op.bemerkung, "kommKz": op.kommkz, "online": op.online}
+        advoware.create_kommunikation(_betnr(state), data)
+    elif isinstance(op, UpdateKommunikation):
+        data = {"tlf": op.tlf, "bemerkung": op.bemerkung, "online": op.online}
+        advoware.update_kommunikation(_betnr(state), op.komm_id, data)
+    elif isinstance(op, MakeEmptySlot):
+        data = {"tlf": "", "bemerkung": op.bemerkung, "online": False}
+        advoware.update_kommunikation(_betnr(state), op.komm_id, data)
+    elif isinstance(op, UpdateEspoCrm):
+        _write_espocrm(espocrm, state, op.fields)
+    elif isinstance(op, PostNote):
+        espocrm.post_note(op.entity_id, op.text)
+    else:
+        raise TypeError(f"unknown op {type(op).__name__}")
+
+
+def _betnr(state: ApplyState) -> int:
+    if state.betnr is None:
+        raise EntityError("Kommunikation op without an Advoware party (no betnr)")
+    return state.betnr
+
+
+def _write_espocrm(espocrm: EspoCrmClient, state: ApplyState, fields: Mapping[str, Any]) -> None:
+    record = state.espocrm_record
+    data = {**fields, "syncStatus": SyncStatus.SYNCING.value}
+    state.espocrm_record = espocrm.update_beteiligte(
+        str(record["id"]), data, version_number=record.get("versionNumber")
+    )

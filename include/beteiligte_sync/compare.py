@@ -1,0 +1,102 @@
+"""Change detection (SPEC §6): which side changed since the last success, and who wins.
+
+With a baseline (``syncedHash`` + ``advowareRowId`` stored at the last success) the decision
+never looks at clocks: EspoCRM changed = the hash of its canonical business fields differs from
+``syncedHash``; Advoware changed = its ``rowId`` differs from ``advowareRowId``. Our own writes
+refresh both, so they are never seen as changes (no echo, no ping-pong).
+
+Without a baseline (initial sync) seed #11 decides: the newer timestamp wins, equal ->
+``no_change``, only one side has a timestamp -> that side, neither -> EspoCRM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from include.beteiligte_sync.mapping import Canonical, business_hash, differing_fields
+from include.beteiligte_sync.status import Outcome
+from include.beteiligte_sync.timefmt import parse_advoware, parse_espocrm
+
+#: ``advowareRowId`` holds this prefix while a create in Advoware is in flight.
+CREATE_PENDING_PREFIX = "create-pending:"
+
+Basis = Literal["baseline", "timestamps", "baseline_mismatch"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The decision for one linked pair.
+
+    :param outcome: ``espocrm_newer``, ``advoware_newer``, ``no_change`` or ``conflict``.
+    :param initial: True when no baseline existed (seed #11 rule used).
+    :param differing: canonical fields whose values differ between the two sides.
+    :param basis: what decided: the baseline, timestamps (initial), or timestamps because the
+        baseline claimed "no change" while the data differ (left behind by a broken sync).
+    """
+
+    outcome: Outcome
+    initial: bool
+    espocrm_changed: bool
+    advoware_changed: bool
+    differing: tuple[str, ...]
+    basis: Basis
+
+
+def has_baseline(record: Mapping[str, Any]) -> bool:
+    """True if the record carries both baselines of a past success."""
+    row_id = record.get("advowareRowId")
+    return bool(record.get("syncedHash")) and bool(row_id) and not _is_pending(row_id)
+
+
+def _is_pending(row_id: object) -> bool:
+    return isinstance(row_id, str) and row_id.startswith(CREATE_PENDING_PREFIX)
+
+
+def initial_outcome(espocrm_time: datetime | None, advoware_time: datetime | None) -> Outcome:
+    """Seed #11 exactly: newer wins, equal -> no_change, one timestamp -> that side, none ->
+    EspoCRM."""
+    if espocrm_time and advoware_time:
+        if espocrm_time > advoware_time:
+            return Outcome.ESPOCRM_NEWER
+        if advoware_time > espocrm_time:
+            return Outcome.ADVOWARE_NEWER
+        return Outcome.NO_CHANGE
+    if advoware_time and not espocrm_time:
+        return Outcome.ADVOWARE_NEWER
+    return Outcome.ESPOCRM_NEWER
+
+
+def compare(
+    espocrm_record: Mapping[str, Any],
+    espocrm_canon: Canonical,
+    advoware_record: Mapping[str, Any],
+    advoware_canon: Canonical,
+    *,
+    advoware_timezone: str,
+) -> Comparison:
+    """Decide the outcome for a linked pair from both records and the stored baseline."""
+    differing = differing_fields(espocrm_canon, advoware_canon)
+    by_time = initial_outcome(
+        parse_espocrm(espocrm_record.get("modifiedAt")),
+        parse_advoware(advoware_record.get("geaendertAm"), advoware_timezone),
+    )
+    if not has_baseline(espocrm_record):
+        return Comparison(by_time, True, False, False, differing, "timestamps")
+    espo_changed = business_hash(espocrm_canon) != espocrm_record.get("syncedHash")
+    advo_changed = advoware_record.get("rowId") != espocrm_record.get("advowareRowId")
+    if espo_changed and advo_changed:
+        outcome = Outcome.CONFLICT
+    elif espo_changed:
+        outcome = Outcome.ESPOCRM_NEWER
+    elif advo_changed:
+        outcome = Outcome.ADVOWARE_NEWER
+    elif differing:
+        # The baseline says "nothing changed" but the data differ (seed #13: entity 104860 was
+        # marked clean with different names). The baseline cannot be trusted: use the timestamps.
+        return Comparison(by_time, False, False, False, differing, "baseline_mismatch")
+    else:
+        outcome = Outcome.NO_CHANGE
+    return Comparison(outcome, False, espo_changed, advo_changed, differing, "baseline")

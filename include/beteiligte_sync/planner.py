@@ -1,0 +1,282 @@
+"""compare -> plan: pure functions that turn both records and the baseline into a Plan.
+
+No I/O here: the caller fetched the Advoware party (or the adoption candidates) already. Raises
+:class:`EntityError` for data that cannot be synced as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from include.beteiligte_sync import kommunikation as komm
+from include.beteiligte_sync import mapping
+from include.beteiligte_sync.compare import CREATE_PENDING_PREFIX, Comparison, compare
+from include.beteiligte_sync.errors import EntityError
+from include.beteiligte_sync.ops import (
+    CreateAdvowareBeteiligte,
+    Op,
+    PostNote,
+    UpdateAdvowareBeteiligte,
+    UpdateEspoCrm,
+)
+from include.beteiligte_sync.plan import Plan
+from include.beteiligte_sync.settings import SyncSettings
+from include.beteiligte_sync.status import Outcome
+from include.beteiligte_sync.timefmt import format_iso_utc, parse_advoware, parse_iso_utc
+
+DIRECTIONS = ("both", "to_advoware", "to_espocrm")
+
+
+def check_direction(direction: str) -> None:
+    """Raise ValueError for an unknown direction (a caller error, not an entity error)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+
+
+def may_write_advoware(direction: str) -> bool:
+    """True if the direction allows writing to Advoware."""
+    return direction in ("both", "to_advoware")
+
+
+def may_write_espocrm(direction: str) -> bool:
+    """True if the direction allows writing business data to EspoCRM."""
+    return direction in ("both", "to_espocrm")
+
+
+@dataclass
+class Planned:
+    """A plan plus what the decision was based on.
+
+    :param blocked: a write was needed that ``direction`` forbids (nothing planned for it).
+    :param unresolved: canonical fields that still differ after the plan (equal timestamps on an
+        initial sync, or blocked by the direction): the entity must not become clean.
+    """
+
+    plan: Plan
+    comparison: Comparison | None = None
+    blocked: bool = False
+    unresolved: tuple[str, ...] = ()
+    kommunikation: komm.KommunikationPlan | None = None
+    advoware_record: Mapping[str, Any] | None = None
+
+
+def plan_create(record: Mapping[str, Any], *, direction: str, now: datetime) -> Planned:
+    """Plan the create of an EspoCRM entity without betnr in Advoware (+ its Kommunikation)."""
+    entity_id = str(record["id"])
+    if not may_write_advoware(direction):
+        plan = Plan(entity_id, None, Outcome.CREATED.value, direction)
+        return Planned(plan, blocked=True)
+    canon = mapping.from_espocrm(record)
+    mapping.check_fits(canon, "Advoware")
+    k = komm.plan_kommunikation(
+        dict(record), None, direction=direction, espocrm_wins=False, initial=True
+    )
+    ops: list[Op] = [
+        CreateAdvowareBeteiligte(
+            reason="new in EspoCRM", entity_id=entity_id, fields=mapping.to_advoware(canon)
+        ),
+        *k.advoware_ops,
+    ]
+    if k.espocrm_fields:
+        ops.append(
+            UpdateEspoCrm(reason="Kommunikation", entity_id=entity_id, fields=k.espocrm_fields)
+        )
+    plan = Plan(
+        entity_id,
+        None,
+        Outcome.CREATED.value,
+        direction,
+        ops=ops,
+        initial=True,
+        create_pending=CREATE_PENDING_PREFIX + format_iso_utc(now),
+        kommunikation_changes=k.changes,
+        warnings=list(k.warnings),
+    )
+    return Planned(plan, kommunikation=k)
+
+
+def plan_linked(
+    record: Mapping[str, Any],
+    advo: Mapping[str, Any],
+    *,
+    direction: str,
+    settings: SyncSettings,
+    adopted: bool = False,
+) -> Planned:
+    """Plan the sync of a linked pair (EspoCRM record with betnr, Advoware party).
+
+    ``adopted``: the party was found after an interrupted create; its betnr is written first.
+    """
+    entity_id, betnr = str(record["id"]), int(advo["betNr"])
+    espo_canon, advo_canon = mapping.from_espocrm(record), mapping.from_advoware(advo)
+    cmp = compare(
+        record, espo_canon, advo, advo_canon, advoware_timezone=settings.advoware_timezone
+    )
+    if adopted:
+        cmp = Comparison(Outcome.ESPOCRM_NEWER, True, True, False, cmp.differing, "timestamps")
+    stammdaten = _stammdaten_ops(entity_id, betnr, cmp, espo_canon, advo_canon, direction)
+    k = komm.plan_kommunikation(
+        dict(record),
+        dict(advo),
+        direction=direction,
+        espocrm_wins=cmp.outcome is Outcome.CONFLICT,
+        initial=cmp.initial,
+    )
+    espo_fields = {"betnr": betnr} if adopted else {}
+    espo_fields.update(stammdaten.espocrm_fields)
+    espo_fields.update(k.espocrm_fields)
+    ops: list[Op] = []
+    note = conflict_note(stammdaten.overwritten, k.note_lines)
+    if note and cmp.outcome is Outcome.CONFLICT:
+        # Posted before Advoware is overwritten: if anything fails later, the old values are
+        # already on record.
+        ops.append(PostNote(reason="conflict: espocrm wins", entity_id=entity_id, text=note))
+    ops += stammdaten.advoware_ops
+    ops += k.advoware_ops
+    if espo_fields:
+        reason = f"{cmp.outcome.value}" if stammdaten.espocrm_fields else "Kommunikation"
+        ops.append(
+            UpdateEspoCrm(
+                reason=reason, entity_id=entity_id, fields=espo_fields, old=stammdaten.espocrm_old
+            )
+        )
+    outcome = Outcome.CREATED if adopted else cmp.outcome
+    plan = Plan(
+        entity_id,
+        betnr,
+        outcome.value,
+        direction,
+        ops=ops,
+        initial=cmp.initial,
+        kommunikation_changes=k.changes,
+        warnings=list(k.warnings),
+    )
+    if cmp.basis == "baseline_mismatch":
+        plan.warnings.append("baseline says unchanged but the data differ: decided by timestamps")
+    return Planned(plan, cmp, stammdaten.blocked, stammdaten.unresolved, k, advo)
+
+
+@dataclass
+class _Stammdaten:
+    advoware_ops: list[Op] = field(default_factory=list)
+    espocrm_fields: dict[str, Any] = field(default_factory=dict)
+    espocrm_old: dict[str, Any] = field(default_factory=dict)
+    overwritten: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    blocked: bool = False
+    unresolved: tuple[str, ...] = ()
+
+
+def _stammdaten_ops(
+    entity_id: str,
+    betnr: int,
+    cmp: Comparison,
+    espo: mapping.Canonical,
+    advo: mapping.Canonical,
+    direction: str,
+) -> _Stammdaten:
+    out = _Stammdaten()
+    names = cmp.differing
+    if not names:
+        return out
+    if cmp.outcome in (Outcome.ESPOCRM_NEWER, Outcome.CONFLICT):
+        if not may_write_advoware(direction):
+            return _Stammdaten(blocked=True, unresolved=names)
+        mapping.check_fits(espo, "Advoware")
+        out.advoware_ops.append(
+            UpdateAdvowareBeteiligte(
+                reason=cmp.outcome.value,
+                betnr=betnr,
+                fields=mapping.to_advoware(espo, names),
+                old=mapping.to_advoware(advo, names),
+            )
+        )
+        out.overwritten = {n: (advo.get(n), espo.get(n)) for n in names}
+    elif cmp.outcome is Outcome.ADVOWARE_NEWER:
+        if not may_write_espocrm(direction):
+            return _Stammdaten(blocked=True, unresolved=names)
+        mapping.check_fits(advo, "EspoCRM")
+        out.espocrm_fields = mapping.to_espocrm(advo, names)
+        out.espocrm_old = mapping.to_espocrm(espo, names)
+    else:
+        out.unresolved = names  # seed #11: equal timestamps -> no_change, nothing written
+    return out
+
+
+def conflict_note(
+    overwritten: Mapping[str, tuple[Any, Any]], kommunikation_lines: Sequence[str]
+) -> str:
+    """The stream note of a conflict: every Advoware value EspoCRM overwrote (field, old Advoware
+    value, new value) and the Kommunikation lines. Empty if nothing was overwritten."""
+    if not overwritten and not kommunikation_lines:
+        return ""
+    lines = [
+        "Sync-Konflikt: EspoCRM gewinnt. Überschriebene Advoware-Werte:",
+        "Sync conflict: EspoCRM wins. Advoware values overwritten:",
+    ]
+    for name, (old, new) in overwritten.items():
+        lines.append(f"- {name}: {_shown(old)} -> {_shown(new)}")
+    if kommunikation_lines:
+        lines.append("Kommunikation:")
+        lines += [f"- {line}" for line in kommunikation_lines]
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return "(leer/empty)" if value in (None, "") else f"'{value}'"
+
+
+def differences(record: Mapping[str, Any], advo: Mapping[str, Any]) -> list[str]:
+    """Validation differences (seed #13): every mapped field, then the Kommunikation, as
+    ``"<field>: <espocrm> != <advoware>"``. Empty when both sides hold the same data."""
+    espo_canon, advo_canon = mapping.from_espocrm(record), mapping.from_advoware(advo)
+    out = [
+        f"{name}: {_plain(espo_canon.get(name))} != {_plain(advo_canon.get(name))}"
+        for name in mapping.differing_fields(espo_canon, advo_canon)
+    ]
+    return out + list(komm.compare_kommunikation(dict(record), dict(advo)))
+
+
+def _plain(value: Any) -> str:
+    return "(empty)" if value in (None, "") else str(value)
+
+
+def choose_adoption(
+    record: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], *, settings: SyncSettings
+) -> Mapping[str, Any] | None:
+    """The party an interrupted create left behind, or None if there is none.
+
+    A candidate matches when its mapped fields equal the entity's and its ``geaendertAm`` is not
+    older than the create-pending marker (minus the allowed clock skew). Several matches are
+    ambiguous: EntityError, a person must decide.
+    """
+    marker = str(record.get("advowareRowId") or "")
+    started = parse_iso_utc(marker.removeprefix(CREATE_PENDING_PREFIX))
+    if started is None:
+        return None
+    canon = mapping.from_espocrm(record)
+    matches = []
+    for party in candidates:
+        changed = parse_advoware(party.get("geaendertAm"), settings.advoware_timezone)
+        if changed is None or changed < started - settings.create_pending_grace:
+            continue
+        try:
+            same = mapping.from_advoware(party) == canon
+        except EntityError:
+            continue
+        if same:
+            matches.append(party)
+    if len(matches) > 1:
+        ids = ", ".join(str(p.get("betNr")) for p in matches)
+        raise EntityError(
+            f"interrupted create: {len(matches)} matching Advoware parties ({ids}); "
+            "link the right one by setting betnr"
+        )
+    return matches[0] if matches else None
+
+
+def is_create_pending(record: Mapping[str, Any]) -> bool:
+    """True if a create in Advoware was started for this record and not confirmed."""
+    return str(record.get("advowareRowId") or "").startswith(CREATE_PENDING_PREFIX)

@@ -1,0 +1,639 @@
+"""Orchestration: one entity through fetch -> compare -> plan -> lock -> apply -> validate.
+
+The public API the DAGs and the CLI call. Each step costs as few API calls as possible: an
+entity with no change costs one Advoware GET and one EspoCRM write (the EspoCRM record comes
+from the candidate list); a Stammdaten change costs six (GET, lock, write, and validation's two
+reads and final write). The lock is released on every path; nothing half-written is marked
+``clean``; only validation (or a no-op comparison of freshly read data) writes ``clean``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from include.beteiligte_sync import kommunikation as komm
+from include.beteiligte_sync import mapping, planner, status
+from include.beteiligte_sync.apply import apply_plan
+from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record, WhereItem
+from include.beteiligte_sync.errors import ApiError, Conflict, EntityError, NotFound
+from include.beteiligte_sync.plan import Plan, render
+from include.beteiligte_sync.settings import SyncSettings
+from include.beteiligte_sync.status import OUTCOMES, Outcome, SyncStatus
+from include.beteiligte_sync.timefmt import Clock, format_espocrm
+
+__all__ = [
+    "OUTCOMES",
+    "Clock",
+    "EntityResult",
+    "candidate_filters",
+    "reset_due_permanently_failed",
+    "select_candidates",
+    "sync_all",
+    "sync_entity",
+    "validate_entity",
+]
+
+LOG = logging.getLogger("beteiligte_sync")
+
+
+@dataclass
+class EntityResult:
+    """What one step did with one entity (JSON-serialisable via :meth:`to_dict` for XCom).
+
+    :param outcome: one of :data:`OUTCOMES`.
+    :param status: ``syncStatus`` written at the end (None if none was written).
+    :param error: the message written to ``syncErrorMessage``, if any.
+    :param needs_validation: something was written and the lock is still held for validation.
+    :param plan_text: the rendered plan, personal values masked.
+    """
+
+    entity_id: str
+    betnr: int | None
+    outcome: str
+    status: str | None = None
+    error: str | None = None
+    needs_validation: bool = False
+    plan_text: str = ""
+    kommunikation_changes: int = 0
+    ops_applied: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for XCom."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EntityResult:
+        """Inverse of :meth:`to_dict` (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def describe_error(exc: BaseException) -> str:
+    """A readable, value-free description for ``syncErrorMessage``."""
+    if isinstance(exc, EntityError):
+        return str(exc)
+    if isinstance(exc, ApiError):
+        parts = [type(exc).__name__]
+        if exc.request:
+            parts.append(exc.request)
+        if exc.status is not None:
+            parts.append(f"status {exc.status}")
+        if exc.reason:
+            parts.append(f"reason {exc.reason}")
+        return "API error: " + ", ".join(parts)
+    return f"internal error: {type(exc).__name__}"
+
+
+# --- sync ----------------------------------------------------------------------------------------
+
+
+def sync_entity(
+    record: Record,
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    *,
+    direction: str = "both",
+    force: bool = False,
+    dry_run: bool = False,
+    clock: Clock,
+    settings: SyncSettings | None = None,
+    validate_inline: bool = False,
+    log: logging.Logger = LOG,
+) -> EntityResult:
+    """Sync one entity; ``record`` is its EspoCRM record as the candidate list returned it.
+
+    Never raises for problems of this entity (they end in its status); raises ValueError for
+    an unknown ``direction``.
+    """
+    planner.check_direction(direction)
+    settings = settings or SyncSettings()
+    now = clock()
+    entity_id = str(record["id"])
+    skipped = _skip_reason(record, now, force, settings)
+    if skipped:
+        log.info("entity %s: %s", entity_id, skipped.value)
+        return EntityResult(entity_id, record.get("betnr"), skipped.value)
+    try:
+        planned = _plan(record, advoware, direction, now, settings)
+    except NotFound:
+        return _mark_deleted(record, espocrm, now, dry_run, log)
+    except Exception as exc:
+        # Bad data found while planning, or Advoware unreachable: one failure write.
+        if dry_run:
+            return EntityResult(
+                entity_id, record.get("betnr"), Outcome.DRY_RUN.value, error=describe_error(exc)
+            )
+        return _fail_unlocked(record, espocrm, exc, now, settings, log)
+    plan = planned.plan
+    _log_plan(plan, planned, log)
+    if dry_run:
+        return _result(plan, Outcome.DRY_RUN.value)
+    if not plan.ops:
+        return _finish_without_ops(record, planned, espocrm, advoware, now, settings, log)
+    return _apply_locked(record, planned, espocrm, advoware, clock, settings, validate_inline, log)
+
+
+def _skip_reason(
+    record: Mapping[str, Any], now: datetime, force: bool, settings: SyncSettings
+) -> Outcome | None:
+    if status.is_locked(record, now, settings.lock_ttl):
+        return Outcome.SKIPPED_LOCKED  # even a forced run never breaks a live lock
+    if not force and status.in_backoff(record, now):
+        return Outcome.SKIPPED_BACKOFF
+    return None
+
+
+def _plan(
+    record: Record,
+    advoware: AdvowareClient,
+    direction: str,
+    now: datetime,
+    settings: SyncSettings,
+) -> planner.Planned:
+    """Fetch what the decision needs (one Advoware GET) and plan. NotFound propagates."""
+    betnr = record.get("betnr")
+    if betnr:
+        advo = advoware.get_beteiligte(int(betnr))
+        return planner.plan_linked(record, advo, direction=direction, settings=settings)
+    if planner.is_create_pending(record):
+        # A previous run started a create and may have been interrupted after the POST.
+        name = mapping.from_espocrm(record).get("name") or ""
+        found = planner.choose_adoption(record, advoware.find_beteiligte(name), settings=settings)
+        if found is not None:
+            return planner.plan_linked(
+                record, found, direction=direction, settings=settings, adopted=True
+            )
+    return planner.plan_create(record, direction=direction, now=now)
+
+
+def _log_plan(plan: Plan, planned: planner.Planned, log: logging.Logger) -> None:
+    k = planned.kommunikation
+    log.info(
+        "entity %s betnr %s: %s, %d ops, Kommunikation changes %d (based on %d sync-relevant of "
+        "%d total)",
+        plan.entity_id,
+        plan.betnr,
+        plan.outcome,
+        len(plan.ops),
+        plan.kommunikation_changes,
+        k.relevant_count if k else 0,
+        k.total_count if k else 0,
+    )
+    if planned.comparison and planned.comparison.differing:
+        log.info(
+            "entity %s differing fields: %s",
+            plan.entity_id,
+            ", ".join(planned.comparison.differing),
+        )
+
+
+def _result(plan: Plan, outcome: str, **kw: Any) -> EntityResult:
+    return EntityResult(
+        plan.entity_id,
+        kw.pop("betnr", plan.betnr),
+        outcome,
+        plan_text=render(plan),
+        kommunikation_changes=plan.kommunikation_changes,
+        **kw,
+    )
+
+
+def _mark_deleted(
+    record: Record, espocrm: EspoCrmClient, now: datetime, dry_run: bool, log: logging.Logger
+) -> EntityResult:
+    entity_id, betnr = str(record["id"]), int(record["betnr"])
+    log.warning(
+        "entity %s: Advoware party %s not found (404), marked, nothing deleted", entity_id, betnr
+    )
+    outcome = Outcome.DELETED_IN_ADVOWARE.value
+    if dry_run:
+        return EntityResult(entity_id, betnr, Outcome.DRY_RUN.value, plan_text=outcome)
+    data = status.deleted(record, now, betnr)
+    try:
+        espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
+    except Conflict:
+        return EntityResult(entity_id, betnr, Outcome.CHANGED_DURING_SYNC.value)
+    return EntityResult(
+        entity_id, betnr, outcome, status=data["syncStatus"], error=data["syncErrorMessage"]
+    )
+
+
+def _fail_unlocked(
+    record: Record,
+    espocrm: EspoCrmClient,
+    exc: BaseException,
+    now: datetime,
+    settings: SyncSettings,
+    log: logging.Logger,
+) -> EntityResult:
+    entity_id = str(record["id"])
+    message = describe_error(exc)
+    log.warning("entity %s: failed before the lock: %s", entity_id, type(exc).__name__)
+    data = _failure_fields(record, now, message, settings)
+    try:
+        espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
+    except Conflict:
+        return EntityResult(entity_id, record.get("betnr"), Outcome.CHANGED_DURING_SYNC.value)
+    except ApiError as write_exc:
+        log.error(
+            "entity %s: could not record the failure: %s", entity_id, type(write_exc).__name__
+        )
+        return EntityResult(entity_id, record.get("betnr"), Outcome.FAILED.value, error=message)
+    return _failure_result(entity_id, record.get("betnr"), data, Outcome.FAILED)
+
+
+def _failure_fields(
+    record: Mapping[str, Any], now: datetime, message: str, settings: SyncSettings
+) -> dict[str, Any]:
+    return status.failure(
+        record,
+        now,
+        message,
+        ladder=settings.backoff_minutes,
+        auto_reset_hours=settings.auto_reset_hours,
+    )
+
+
+def _failure_result(
+    entity_id: str, betnr: int | None, data: Mapping[str, Any], outcome: Outcome
+) -> EntityResult:
+    final = data["syncStatus"]
+    if final == SyncStatus.PERMANENTLY_FAILED.value and outcome is Outcome.FAILED:
+        outcome = Outcome.PERMANENTLY_FAILED
+    return EntityResult(
+        entity_id, betnr, outcome.value, status=final, error=data["syncErrorMessage"]
+    )
+
+
+def _finish_without_ops(
+    record: Record,
+    planned: planner.Planned,
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    now: datetime,
+    settings: SyncSettings,
+    log: logging.Logger,
+) -> EntityResult:
+    """Nothing to write: one EspoCRM write records the check (clean with fresh baselines), or
+    the differences that remain (never clean while the data differ, seed #13)."""
+    plan, entity_id = planned.plan, str(record["id"])
+    if planned.blocked:
+        log.info("entity %s: change needs a write direction %s forbids", entity_id, plan.direction)
+        return _result(plan, Outcome.SKIPPED_DIRECTION.value)
+    advo = _advoware_record(planned)
+    diffs = planner.differences(record, advo)
+    if diffs:
+        message = "Validation failed: " + "; ".join(diffs)
+        log.warning("entity %s: data differ without a planned write: %s", entity_id, _names(diffs))
+        data = _failure_fields(record, now, message, settings)
+        outcome = Outcome.VALIDATION_FAILED
+    else:
+        data = _success_fields(record, advo, now)
+        outcome = Outcome(plan.outcome)
+    try:
+        espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
+    except Conflict:
+        return _result(plan, Outcome.CHANGED_DURING_SYNC.value)
+    return _result(
+        plan, outcome.value, status=data["syncStatus"], error=data.get("syncErrorMessage")
+    )
+
+
+def _advoware_record(planned: planner.Planned) -> Mapping[str, Any]:
+    if planned.advoware_record is None:  # a create always has ops; this is a programming error
+        raise RuntimeError("no Advoware record for an entity without ops")
+    return planned.advoware_record
+
+
+def _names(diffs: Sequence[str]) -> str:
+    return ", ".join(d.split(":", 1)[0] for d in diffs)
+
+
+def _success_fields(
+    record: Mapping[str, Any], advo: Mapping[str, Any], now: datetime
+) -> dict[str, Any]:
+    return status.success(
+        record,
+        now,
+        synced_hash=mapping.business_hash(mapping.from_espocrm(record)),
+        advoware_row_id=advo.get("rowId"),
+        kommunikation_hash=komm.kommunikation_hash(advo.get("kommunikation") or []),
+    )
+
+
+def _apply_locked(
+    record: Record,
+    planned: planner.Planned,
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    clock: Clock,
+    settings: SyncSettings,
+    validate_inline: bool,
+    log: logging.Logger,
+) -> EntityResult:
+    """Take the lock, apply the plan, release on failure; validation releases on success."""
+    plan, entity_id = planned.plan, str(record["id"])
+    lock_fields = status.lock(record, clock())
+    if plan.create_pending:
+        lock_fields["advowareRowId"] = plan.create_pending
+    try:
+        locked = espocrm.update_beteiligte(
+            entity_id, lock_fields, version_number=record.get("versionNumber")
+        )
+    except Conflict:
+        log.info("entity %s: lock taken by someone else, skipped", entity_id)
+        return _result(plan, Outcome.SKIPPED_LOCKED.value)
+    except ApiError as exc:
+        return _result(plan, Outcome.FAILED.value, error=describe_error(exc))
+    try:
+        state = apply_plan(plan, espocrm, advoware, espocrm_record=locked)
+    except Exception as exc:  # whatever happened, the lock is released with a failure
+        return _release_failed(plan, locked, espocrm, exc, clock(), settings, log)
+    log.info("entity %s: applied %d ops", entity_id, state.ops_applied)
+    result = _result(
+        plan,
+        plan.outcome,
+        betnr=state.betnr,
+        status=SyncStatus.SYNCING.value,
+        needs_validation=True,
+        ops_applied=state.ops_applied,
+    )
+    if not validate_inline:
+        return result
+    validated = validate_entity(
+        entity_id,
+        espocrm,
+        advoware,
+        clock=clock,
+        settings=settings,
+        direction=plan.direction,
+        log=log,
+    )
+    validated.plan_text, validated.ops_applied = result.plan_text, result.ops_applied
+    validated.kommunikation_changes = result.kommunikation_changes
+    if validated.outcome == Outcome.CLEAN.value:
+        validated.outcome = plan.outcome  # report what was done; status says it is clean
+    return validated
+
+
+def _release_failed(
+    plan: Plan,
+    locked: Record,
+    espocrm: EspoCrmClient,
+    exc: BaseException,
+    now: datetime,
+    settings: SyncSettings,
+    log: logging.Logger,
+) -> EntityResult:
+    message = describe_error(exc)
+    log.warning(
+        "entity %s: apply failed (%s), releasing the lock", plan.entity_id, type(exc).__name__
+    )
+    data = _failure_fields(locked, now, message, settings)
+    try:
+        espocrm.update_beteiligte(plan.entity_id, data)
+    except Exception as write_exc:  # the stale-lock TTL heals this one
+        log.error(
+            "entity %s: could not release the lock: %s", plan.entity_id, type(write_exc).__name__
+        )
+        return _result(plan, Outcome.FAILED.value, error=message)
+    res = _failure_result(plan.entity_id, plan.betnr, data, Outcome.FAILED)
+    res.plan_text, res.kommunikation_changes = render(plan), plan.kommunikation_changes
+    return res
+
+
+# --- validate ------------------------------------------------------------------------------------
+
+
+def validate_entity(
+    entity_id: str,
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    *,
+    clock: Clock,
+    settings: SyncSettings | None = None,
+    direction: str = "both",
+    log: logging.Logger = LOG,
+) -> EntityResult:
+    """Round-trip check after a write (seed #13), its own step so a DAG runs it as a task.
+
+    Re-reads both sides and compares every mapped field and the Kommunikation. Equal: ``clean``
+    with fresh baselines (this releases the lock). Different: ``failed`` + backoff with
+    ``"Validation failed: <field>: <espocrm> != <advoware>"``. Only the field names are logged.
+    ``direction`` is accepted for symmetry; clean always means both sides are equal.
+    """
+    planner.check_direction(direction)
+    settings = settings or SyncSettings()
+    record = espocrm.get_beteiligte(entity_id)
+    betnr = record.get("betnr")
+    if status.current_status(record) is not SyncStatus.SYNCING:
+        # Someone (a person, a takeover after a stale lock) changed the record meanwhile.
+        log.info("entity %s: no longer locked at validation, left for the next run", entity_id)
+        return EntityResult(entity_id, betnr, Outcome.CHANGED_DURING_SYNC.value)
+    now = clock()
+    try:
+        if not betnr:
+            raise EntityError("Validation failed: no betnr after the sync")
+        advo = advoware.get_beteiligte(int(betnr))
+        diffs = planner.differences(record, advo)
+    except NotFound:
+        return _mark_deleted(record, espocrm, now, False, log)
+    except Exception as exc:
+        return _write_validation(
+            record,
+            espocrm,
+            _failure_fields(record, now, describe_error(exc), settings),
+            Outcome.FAILED,
+            log,
+        )
+    if diffs:
+        log.warning("entity %s: validation failed for %s", entity_id, _names(diffs))
+        message = "Validation failed: " + "; ".join(diffs)
+        data = _failure_fields(record, now, message, settings)
+        return _write_validation(record, espocrm, data, Outcome.VALIDATION_FAILED, log)
+    return _write_validation(
+        record, espocrm, _success_fields(record, advo, now), Outcome.CLEAN, log
+    )
+
+
+def _write_validation(
+    record: Record,
+    espocrm: EspoCrmClient,
+    data: Mapping[str, Any],
+    outcome: Outcome,
+    log: logging.Logger,
+) -> EntityResult:
+    entity_id, betnr = str(record["id"]), record.get("betnr")
+    try:
+        espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
+    except Conflict:
+        log.info("entity %s: changed during validation, left for the next run", entity_id)
+        return EntityResult(entity_id, betnr, Outcome.CHANGED_DURING_SYNC.value)
+    if outcome is Outcome.CLEAN:
+        return EntityResult(entity_id, betnr, outcome.value, status=data["syncStatus"])
+    return _failure_result(entity_id, betnr, data, outcome)
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+def reset_due_permanently_failed(
+    espocrm: EspoCrmClient, *, clock: Clock, settings: SyncSettings | None = None
+) -> list[str]:
+    """Give ``permanently_failed`` entities whose ``syncAutoResetAt`` has passed another chance
+    (status ``failed``, retry count 0; seed #12). Returns the ids reset."""
+    now = clock()
+    where: list[WhereItem] = [
+        {"type": "equals", "attribute": "syncStatus", "value": SyncStatus.PERMANENTLY_FAILED.value},
+        {
+            "type": "or",
+            "value": [
+                {"type": "before", "attribute": "syncAutoResetAt", "value": format_espocrm(now)},
+                {"type": "isNull", "attribute": "syncAutoResetAt"},
+            ],
+        },
+    ]
+    select = ["id", "syncStatus", "syncAutoResetAt", "versionNumber"]
+    # Collected first: writing while paging through the same filter would skip records.
+    due = [r for r in espocrm.iter_beteiligte(where, select=select) if status.reset_due(r, now)]
+    done = []
+    for record in due:
+        try:
+            espocrm.update_beteiligte(
+                str(record["id"]), status.reset(record), version_number=record.get("versionNumber")
+            )
+        except Conflict:
+            continue  # changed meanwhile; the next run looks again
+        done.append(str(record["id"]))
+    LOG.info("auto-reset %d permanently_failed entities", len(done))
+    return done
+
+
+def candidate_filters(*, clock: Clock, settings: SyncSettings | None = None) -> list[WhereItem]:
+    """Server-side ``where`` of the scheduled run: new, changed, failed with backoff over, and
+    stale locks. (Clean entities are re-checked separately, oldest check first.)"""
+    settings = settings or SyncSettings()
+    now = clock()
+    stale_before = format_espocrm(now - settings.lock_ttl)
+
+    def due(attribute: str, before: str) -> WhereItem:
+        return {
+            "type": "or",
+            "value": [
+                {"type": "isNull", "attribute": attribute},
+                {"type": "before", "attribute": attribute, "value": before},
+            ],
+        }
+
+    def status_is(value: SyncStatus) -> WhereItem:
+        return {"type": "equals", "attribute": "syncStatus", "value": value.value}
+
+    return [
+        {
+            "type": "or",
+            "value": [
+                {"type": "in", "attribute": "syncStatus", "value": ["pending_sync", "dirty"]},
+                {
+                    "type": "and",
+                    "value": [
+                        status_is(SyncStatus.FAILED),
+                        due("syncNextRetry", format_espocrm(now)),
+                    ],
+                },
+                {
+                    "type": "and",
+                    "value": [status_is(SyncStatus.SYNCING), due("syncLockedAt", stale_before)],
+                },
+            ],
+        }
+    ]
+
+
+def clean_filters() -> list[WhereItem]:
+    """``where`` of the clean entities re-checked for changes made in Advoware."""
+    return [{"type": "equals", "attribute": "syncStatus", "value": SyncStatus.CLEAN.value}]
+
+
+def select_candidates(
+    espocrm: EspoCrmClient,
+    *,
+    clock: Clock,
+    settings: SyncSettings | None = None,
+    entity_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[Record]:
+    """The EspoCRM records one run works on.
+
+    With ``entity_ids`` (manual run): exactly those, in that order. Otherwise the candidates of
+    :func:`candidate_filters` (oldest change first) plus a bounded share of ``clean`` entities
+    not checked for the longest time.
+    """
+    settings = settings or SyncSettings()
+    if entity_ids:
+        where: list[WhereItem] = [{"type": "in", "attribute": "id", "value": list(entity_ids)}]
+        found = {str(r["id"]): r for r in espocrm.iter_beteiligte(where)}
+        return [found[i] for i in entity_ids if i in found]
+    if limit is not None:
+        clean_quota = int(limit * settings.clean_share)
+        work_limit: int | None = limit - clean_quota
+    else:
+        clean_quota, work_limit = settings.clean_batch, None
+    work = list(
+        espocrm.iter_beteiligte(
+            candidate_filters(clock=clock, settings=settings),
+            order_by="modifiedAt",
+            order="asc",
+            limit=work_limit,
+        )
+    )
+    if work_limit is not None:
+        clean_quota += work_limit - len(work)  # unused capacity goes to the re-checks
+    if clean_quota <= 0:
+        return work
+    clean = espocrm.iter_beteiligte(
+        clean_filters(), order_by="advowareLastSync", order="asc", limit=clean_quota
+    )
+    return work + list(clean)
+
+
+def sync_all(
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    *,
+    clock: Clock,
+    settings: SyncSettings | None = None,
+    direction: str = "both",
+    force: bool = False,
+    dry_run: bool = False,
+    entity_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    log: logging.Logger = LOG,
+) -> list[EntityResult]:
+    """A whole run in one loop (CLI, benchmark): reset, select, sync and validate each entity."""
+    planner.check_direction(direction)
+    settings = settings or SyncSettings()
+    if not dry_run:
+        reset_due_permanently_failed(espocrm, clock=clock, settings=settings)
+    results = []
+    for record in select_candidates(
+        espocrm, clock=clock, settings=settings, entity_ids=entity_ids, limit=limit
+    ):
+        results.append(
+            sync_entity(
+                record,
+                espocrm,
+                advoware,
+                direction=direction,
+                force=force,
+                dry_run=dry_run,
+                clock=clock,
+                settings=settings,
+                validate_inline=True,
+                log=log,
+            )
+        )
+    return results
