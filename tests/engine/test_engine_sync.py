@@ -1,0 +1,414 @@
+"""The sync engine over the in-memory fakes: every bullet of issue 4 with observable outcomes."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from include.beteiligte_sync.errors import ServerError
+from include.beteiligte_sync.sync import (
+    EntityResult,
+    reset_due_permanently_failed,
+    select_candidates,
+    sync_all,
+    sync_entity,
+    validate_entity,
+)
+from tests.engine.helpers import linked_pair, run, writes
+from tests.fakes import FakeAdvoware, FakePair
+
+
+@pytest.fixture
+def pair() -> FakePair:
+    return FakePair()
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+def test_entity_without_betnr_is_created_in_advoware_and_betnr_stored(pair: FakePair) -> None:
+    rec = pair.espocrm.create_as_person({"name": "Muster GmbH", "rechtsform": "GmbH"})
+    result = run(pair, rec["id"])
+    stored = pair.espocrm.record(rec["id"])
+    assert result.outcome == "created" and result.status == "clean"
+    assert stored["betnr"] == result.betnr
+    assert pair.advoware.party(stored["betnr"])["name"] == "Muster GmbH"
+    assert stored["advowareRowId"] == pair.advoware.party(stored["betnr"])["rowId"]
+    assert pair.total_calls() <= 6
+
+
+def test_lost_create_response_does_not_create_a_second_party(pair: FakePair) -> None:
+    rec = pair.espocrm.create_as_person({"name": "Muster GmbH", "rechtsform": "GmbH"})
+    pair.advoware.fail_on(
+        "create_beteiligte", ServerError("reset", request="POST /Beteiligte"), after_perform=True
+    )
+    first = run(pair, rec["id"])
+    assert first.status == "failed" and len(pair.advoware.parties) == 1
+    assert pair.espocrm.record(rec["id"])["betnr"] is None
+    pair.clock.advance(minutes=2)
+    second = run(pair, rec["id"])
+    assert second.status == "clean"
+    assert len(pair.advoware.parties) == 1  # adopted, not created again
+    assert pair.espocrm.record(rec["id"])["betnr"] == next(iter(pair.advoware.parties))
+    assert pair.advoware.calls["create_beteiligte"] == 1
+
+
+def test_failed_betnr_write_after_create_is_healed_by_adoption(pair: FakePair) -> None:
+    rec = pair.espocrm.create_as_person({"name": "Muster", "vorname": "Erika"})
+    # lock write passes, the betnr write right after the POST fails
+    pair.espocrm.fail_on("update_beteiligte", ServerError("down"), skip=1)
+    assert run(pair, rec["id"]).outcome in ("failed", "permanently_failed")
+    pair.clock.advance(minutes=2)
+    assert run(pair, rec["id"]).status == "clean"
+    assert len(pair.advoware.parties) == 1
+
+
+def test_ambiguous_adoption_fails_with_a_clear_message(pair: FakePair) -> None:
+    rec = pair.espocrm.create_as_person({"name": "Muster GmbH", "rechtsform": "GmbH"})
+    pair.advoware.fail_on("create_beteiligte", ServerError("reset"), after_perform=True)
+    run(pair, rec["id"])
+    pair.advoware.load({"name": "Muster GmbH", "rechtsform": "GmbH"})  # a twin appears
+    pair.clock.advance(minutes=2)
+    result = run(pair, rec["id"])
+    assert result.status == "failed"
+    assert "interrupted create: 2 matching Advoware parties" in (result.error or "")
+    assert len(pair.advoware.parties) == 2
+
+
+# --- change detection, directions, economy --------------------------------------------------
+
+
+def test_no_change_costs_one_advoware_get_and_one_espocrm_write(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    result = run(pair, entity_id)
+    assert result.outcome == "no_change" and result.status == "clean"
+    assert dict(pair.advoware.calls) == {"get_beteiligte": 1}
+    assert dict(pair.espocrm.calls) == {"update_beteiligte": 1}
+
+
+def test_espocrm_edit_is_written_to_advoware_in_at_most_six_calls(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    result = run(pair, entity_id)
+    assert result.outcome == "espocrm_newer" and result.status == "clean"
+    assert pair.advoware.party(betnr)["vorname"] == "Moritz"
+    assert pair.total_calls() <= 6
+
+
+def test_advoware_edit_is_written_to_espocrm_in_at_most_six_calls(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.edit_as_person(betnr, {"titel": "Dr.", "geburtsdatum": "1970-01-02T00:00:00"})
+    result = run(pair, entity_id)
+    stored = pair.espocrm.record(entity_id)
+    assert result.outcome == "advoware_newer" and stored["syncStatus"] == "clean"
+    assert (stored["titel"], stored["geburtsdatum"]) == ("Dr.", "1970-01-02")
+    assert pair.total_calls() <= 6
+
+
+def test_conflict_posts_overwritten_advoware_values_as_note(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.edit_as_person(betnr, {"vorname": "Advo-Max"})
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Espo-Max"})
+    result = run(pair, entity_id)
+    assert result.outcome == "conflict" and result.status == "clean"
+    assert pair.advoware.party(betnr)["vorname"] == "Espo-Max"  # EspoCRM wins
+    (note,) = pair.espocrm.notes_for(entity_id)
+    assert "vorname: 'Advo-Max' -> 'Espo-Max'" in note
+
+
+def test_three_runs_after_one_edit_write_business_data_only_in_the_first(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"name": "Neuname"})
+    assert run(pair, entity_id).outcome == "espocrm_newer"
+    row_id = pair.advoware.party(betnr)["rowId"]
+    for _ in range(2):
+        pair.clock.advance(minutes=15)
+        pair.reset_calls()
+        result = run(pair, entity_id)
+        assert result.outcome == "no_change"
+        assert writes(pair) == {"espocrm": 1, "advoware": 0}  # only advowareLastSync
+    assert pair.advoware.party(betnr)["rowId"] == row_id
+    assert pair.espocrm.record(entity_id)["syncStatus"] == "clean"
+
+
+def test_direction_to_espocrm_does_not_write_an_espocrm_change_to_advoware(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    result = run(pair, entity_id, direction="to_espocrm")
+    assert result.outcome == "skipped_direction"
+    assert writes(pair) == {"espocrm": 0, "advoware": 0}
+    assert pair.advoware.party(betnr)["vorname"] == "Max"
+    assert run(pair, entity_id, direction="to_advoware").status == "clean"
+    assert pair.advoware.party(betnr)["vorname"] == "Moritz"
+
+
+def test_direction_to_advoware_does_not_copy_advoware_changes(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.edit_as_person(betnr, {"vorname": "Moritz"})
+    assert run(pair, entity_id, direction="to_advoware").outcome == "skipped_direction"
+    assert pair.espocrm.record(entity_id)["vorname"] == "Max"
+
+
+def test_unknown_direction_is_refused(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    with pytest.raises(ValueError, match="direction"):
+        run(pair, entity_id, direction="sideways")
+
+
+def test_deleted_in_advoware_is_marked_and_nothing_deleted(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.delete_as_person(betnr)
+    result = run(pair, entity_id)
+    stored = pair.espocrm.record(entity_id)
+    assert result.outcome == "deleted_in_advoware"
+    assert stored["syncStatus"] == "deleted_in_advoware" and stored["name"] == "Mustermann"
+    assert stored["betnr"] == betnr
+
+
+def test_dry_run_writes_nothing_and_masks_values(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Geheimname"})
+    result = run(pair, entity_id, dry_run=True)
+    assert result.outcome == "dry_run" and result.status is None
+    assert writes(pair) == {"espocrm": 0, "advoware": 0}
+    assert "update Advoware party" in result.plan_text and "vorname" in result.plan_text
+    assert "Geheimname" not in result.plan_text
+
+
+def test_result_round_trips_through_json(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    result = run(pair, entity_id)
+    assert EntityResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+# --- lock ----------------------------------------------------------------------------------
+
+
+def test_lock_held_by_another_run_skips_without_any_call(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "X"})
+    pair.espocrm.update_beteiligte(
+        entity_id, {"syncStatus": "syncing", "syncLockedAt": "2026-02-08 10:05:00"}
+    )
+    pair.reset_calls()
+    assert run(pair, entity_id).outcome == "skipped_locked"
+    assert pair.total_calls() == 0
+
+
+def test_stale_lock_is_taken_over(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    pair.espocrm.update_beteiligte(
+        entity_id, {"syncStatus": "syncing", "syncLockedAt": "2026-02-08 09:50:00"}
+    )
+    assert run(pair, entity_id).status == "clean"  # now 10:10, lock 20 minutes old
+    assert pair.advoware.party(betnr)["vorname"] == "Moritz"
+
+
+def test_version_conflict_on_lock_skips_and_writes_nothing_else(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    listed = pair.espocrm.record(entity_id)
+    pair.espocrm.edit_as_person(entity_id, {"anrede": "Frau"})  # someone else was faster
+    pair.reset_calls()
+    result = sync_entity(listed, pair.espocrm, pair.advoware, clock=pair.clock)
+    assert result.outcome == "skipped_locked"
+    assert writes(pair) == {"espocrm": 1, "advoware": 0}  # the refused lock write only
+    assert pair.advoware.party(betnr)["vorname"] == "Max"
+
+
+def test_exception_in_apply_releases_lock_schedules_retry_and_never_marks_clean(
+    pair: FakePair,
+) -> None:
+    entity_id, betnr = linked_pair(
+        pair, phoneNumberData=[{"phoneNumber": "030 1", "type": "Office"}]
+    )
+    pair.espocrm.edit_as_person(
+        entity_id,
+        {
+            "vorname": "Moritz",
+            "phoneNumberData": [
+                {"phoneNumber": "030 1", "type": "Office"},
+                {"phoneNumber": "030 2", "type": "Mobile"},
+            ],
+        },
+    )
+    pair.advoware.fail_on(
+        "create_kommunikation",
+        ServerError(
+            "boom", status=503, request="POST /api/v1/advonet/Beteiligte/{betNr}/Kommunikationen"
+        ),
+    )
+    result = run(pair, entity_id)
+    stored = pair.espocrm.record(entity_id)
+    assert result.outcome == "failed"
+    assert stored["syncStatus"] == "failed" and stored["syncLockedAt"] is None
+    assert stored["syncRetryCount"] == 1 and stored["syncNextRetry"] == "2026-02-08 10:11:00"
+    assert (
+        "ServerError" in stored["syncErrorMessage"] and "status 503" in stored["syncErrorMessage"]
+    )
+    assert "030" not in stored["syncErrorMessage"] and "Moritz" not in stored["syncErrorMessage"]
+    pair.clock.advance(minutes=2)
+    assert run(pair, entity_id).status == "clean"  # the retry finishes the job
+    relevant = [k for k in pair.advoware.party(betnr)["kommunikation"] if k["tlf"]]
+    assert sorted(k["tlf"] for k in relevant) == ["030 1", "030 2"]
+
+
+# --- backoff and reset (seed #12) -----------------------------------------------------------
+
+
+def test_full_backoff_ladder_then_auto_reset_after_24_hours(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.advoware.fail_on("get_beteiligte", ServerError("down", status=503), times=None)
+    for minutes in (1, 5, 15, 60, 240):
+        start = pair.clock()
+        result = run(pair, entity_id)
+        stored = pair.espocrm.record(entity_id)
+        assert stored["syncNextRetry"] == (
+            start.replace(microsecond=0) + _minutes(minutes)
+        ).strftime("%Y-%m-%d %H:%M:%S")
+        pair.clock.advance(minutes=minutes - 0.5)
+        assert run(pair, entity_id).outcome == "skipped_backoff"
+        pair.clock.advance(minutes=0.5)
+    assert result.outcome == "permanently_failed"
+    assert stored["syncStatus"] == "permanently_failed" and stored["syncRetryCount"] == 5
+    assert run(pair, entity_id).outcome == "skipped_backoff"  # waits for the reset
+    assert reset_due_permanently_failed(pair.espocrm, clock=pair.clock) == []
+    pair.clock.advance(hours=24)
+    assert reset_due_permanently_failed(pair.espocrm, clock=pair.clock) == [entity_id]
+    stored = pair.espocrm.record(entity_id)
+    assert (stored["syncStatus"], stored["syncRetryCount"]) == ("failed", 0)
+    pair.advoware._failures.clear()
+    assert run(pair, entity_id).status == "clean"
+
+
+def test_force_ignores_backoff(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.advoware.fail_on("get_beteiligte", ServerError("down"))
+    run(pair, entity_id)
+    assert run(pair, entity_id).outcome == "skipped_backoff"
+    assert run(pair, entity_id, force=True).status == "clean"
+
+
+def test_bad_data_before_the_lock_fails_with_one_write_and_no_advoware_write(
+    pair: FakePair,
+) -> None:
+    rec = pair.espocrm.create_as_person({"name": "N" * 81})
+    result = run(pair, rec["id"])
+    assert result.status == "failed"
+    assert result.error == "name: 81 characters, Advoware allows 80"
+    assert writes(pair) == {"espocrm": 1, "advoware": 0}
+
+
+def _minutes(n: int):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    return timedelta(minutes=n)
+
+
+# --- validation (seed #13) ------------------------------------------------------------------
+
+
+def _seed_104860(pair: FakePair, advoware: FakeAdvoware | None = None) -> str:
+    pair.advoware.load({"betNr": 104860, "name": "22Test8 GmbH", "rechtsform": "GmbH"})
+    rec = pair.espocrm.load({"name": "Max3 Mustermann", "betnr": 104860, "syncStatus": "dirty"})
+    pair.clock.advance(minutes=1)
+    pair.espocrm.edit_as_person(rec["id"], {"vorname": None})  # EspoCRM is newer
+    return rec["id"]
+
+
+def test_entity_104860_is_not_clean_while_names_differ(pair: FakePair) -> None:
+    pair.advoware.read_only_fields = {"name", "rechtsform"}  # Advoware ignores the write
+    entity_id = _seed_104860(pair)
+    result = run(pair, entity_id)
+    stored = pair.espocrm.record(entity_id)
+    assert result.outcome == "validation_failed" and stored["syncStatus"] == "failed"
+    assert stored["syncErrorMessage"] == (
+        "Validation failed: name: Max3 Mustermann != 22Test8 GmbH; rechtsform: (empty) != GmbH"
+    )
+    assert stored["syncRetryCount"] == 1 and stored["syncNextRetry"] is not None
+
+
+def test_validation_failure_logs_field_names_only(pair: FakePair, caplog) -> None:  # type: ignore[no-untyped-def]
+    pair.advoware.read_only_fields = {"name"}
+    entity_id = _seed_104860(pair)
+    with caplog.at_level(logging.DEBUG):
+        run(pair, entity_id)
+    assert "name" in caplog.text
+    assert "Mustermann" not in caplog.text and "22Test8" not in caplog.text
+
+
+def test_clean_baseline_with_differing_data_is_not_kept_clean(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    # A broken older sync left the names different while the baselines say "unchanged";
+    # both timestamps are equal, so seed #11 says no_change: nothing written, but not clean.
+    pair.advoware.parties[betnr]["name"] = "22Test8 GmbH"
+    result = run(pair, entity_id)
+    stored = pair.espocrm.record(entity_id)
+    assert result.outcome == "validation_failed" and stored["syncStatus"] == "failed"
+    assert stored["syncErrorMessage"] == "Validation failed: name: Mustermann != 22Test8 GmbH"
+    assert writes(pair) == {"espocrm": 1, "advoware": 0}
+
+
+def test_clean_baseline_with_differing_data_is_healed_by_the_newer_side(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.parties[betnr].update(name="22Test8 GmbH", geaendertAm="2026-02-08T11:05:00")
+    result = run(pair, entity_id)
+    assert result.outcome == "advoware_newer"
+    assert pair.espocrm.record(entity_id)["name"] == "22Test8 GmbH"
+    assert pair.espocrm.record(entity_id)["syncStatus"] == "clean"
+
+
+def test_validation_is_its_own_step_and_holds_the_lock_until_then(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    result = run(pair, entity_id, validate_inline=False)
+    assert result.needs_validation and result.status == "syncing"
+    assert pair.espocrm.record(entity_id)["syncStatus"] == "syncing"
+    validated = validate_entity(entity_id, pair.espocrm, pair.advoware, clock=pair.clock)
+    assert validated.outcome == "clean"
+    assert pair.espocrm.record(entity_id)["syncLockedAt"] is None
+
+
+def test_validation_leaves_entity_edited_meanwhile_for_the_next_run(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    run(pair, entity_id, validate_inline=False)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz2"})  # person edits: dirty
+    result = validate_entity(entity_id, pair.espocrm, pair.advoware, clock=pair.clock)
+    assert result.outcome == "changed_during_sync"
+    assert pair.espocrm.record(entity_id)["syncStatus"] == "dirty"
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def test_select_candidates_takes_work_then_a_share_of_clean(pair: FakePair) -> None:
+    clean_id, _ = linked_pair(pair)
+    new = pair.espocrm.create_as_person({"name": "Neu"})
+    waiting = pair.espocrm.load(
+        {"name": "W", "syncStatus": "failed", "syncNextRetry": "2026-02-08 12:00:00"}
+    )
+    due = pair.espocrm.load(
+        {"name": "D", "syncStatus": "failed", "syncNextRetry": "2026-02-08 10:00:00"}
+    )
+    stale = pair.espocrm.load(
+        {"name": "S", "syncStatus": "syncing", "syncLockedAt": "2026-02-08 09:00:00"}
+    )
+    live = pair.espocrm.load(
+        {"name": "L", "syncStatus": "syncing", "syncLockedAt": "2026-02-08 10:05:00"}
+    )
+    ids = [r["id"] for r in select_candidates(pair.espocrm, clock=pair.clock, limit=10)]
+    assert set(ids) == {new["id"], due["id"], stale["id"], clean_id}
+    assert waiting["id"] not in ids and live["id"] not in ids
+    assert ids[-1] == clean_id  # clean re-checks come after the work
+
+
+def test_sync_all_runs_each_candidate_and_goes_on_after_a_bad_entity(pair: FakePair) -> None:
+    bad = pair.espocrm.create_as_person({"name": "N" * 90})
+    good = pair.espocrm.create_as_person({"name": "Gut"})
+    results = {r.entity_id: r for r in sync_all(pair.espocrm, pair.advoware, clock=pair.clock)}
+    assert results[bad["id"]].status == "failed"
+    assert results[good["id"]].status == "clean"
