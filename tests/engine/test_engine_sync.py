@@ -412,3 +412,41 @@ def test_sync_all_runs_each_candidate_and_goes_on_after_a_bad_entity(pair: FakeP
     results = {r.entity_id: r for r in sync_all(pair.espocrm, pair.advoware, clock=pair.clock)}
     assert results[bad["id"]].status == "failed"
     assert results[good["id"]].status == "clean"
+
+
+def test_seed_104860_conflict_end_to_end(pair: FakePair) -> None:
+    """The seed's conflict trace through the whole engine: EspoCRM wins on the name, the three
+    Var4 entries become empty slots, all overwritten values are in the note, "3 total changes",
+    validation passes, and the next run changes nothing."""
+    from include.beteiligte_sync import mapping
+    from tests.kommunikation.komm_support import seed_104860
+
+    entity_id, betnr = seed_104860(pair)
+    baseline = mapping.business_hash(mapping.from_espocrm({"name": "Max Mustermann"}))
+    pair.espocrm.edit_as_person(
+        entity_id, {"syncedHash": baseline, "advowareRowId": "OLD-ROW", "syncStatus": "dirty"}
+    )
+    result = run(pair, entity_id)
+    assert result.outcome == "conflict" and result.status == "clean"
+    assert result.kommunikation_changes == 3
+    party = pair.advoware.party(betnr)
+    assert party["name"] == "Max3 Mustermann"
+    assert [k["id"] for k in party["kommunikation"] if k["tlf"]] == [149340]
+    (note,) = pair.espocrm.notes_for(entity_id)
+    assert "name: '22Test8 GmbH' -> 'Max3 Mustermann'" in note
+    assert "149342" in note and "23423" in note
+    pair.clock.advance(minutes=15)
+    pair.reset_calls()
+    assert run(pair, entity_id).outcome == "no_change"
+    assert writes(pair) == {"espocrm": 1, "advoware": 0}
+
+
+def test_error_during_validation_releases_the_lock_with_backoff(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    # the sync's own GET passes, validation's re-read of Advoware fails
+    pair.advoware.fail_on("get_beteiligte", ServerError("down", status=502), skip=1)
+    result = run(pair, entity_id)
+    stored = pair.espocrm.record(entity_id)
+    assert result.outcome == "failed" and stored["syncStatus"] == "failed"
+    assert stored["syncLockedAt"] is None and stored["syncRetryCount"] == 1
