@@ -11,8 +11,9 @@ EspoCRM (:class:`FakeEspoCrm`)
     maintain ``emailAddress``/``phoneNumber``; invalid email -> ``BadRequest``; ``where`` filters.
 Advoware (:class:`FakeAdvoware`)
     ``rowId`` regenerated and ``geaendertAm`` (Europe/Berlin local, no offset) updated on every
-    change of the party's own fields, *not* when only a Kommunikation changes; a Kommunikation's
-    own ``rowId`` changes on each of its changes; ``kommKz`` read-only on PUT; DELETE -> Forbidden;
+    PUT of the party's own fields (even a value-identical one, like the sandbox), *not* when
+    only a Kommunikation changes; a Kommunikation's own ``rowId`` changes on each of its PUTs;
+    ``kommKz`` read-only on PUT; DELETE -> Forbidden;
     the kommKz-is-0-on-GET defect (on by default, like the real API); field limits -> BadRequest;
     unknown ``betNr`` -> ``NotFound``.
 
@@ -621,10 +622,10 @@ class FakeAdvoware(_FakeBase):
             for k, v in data.items()
             if k in ADVOWARE_PARTY_FIELDS and not (honour_read_only and k in self.read_only_fields)
         }
-        if any(party.get(k) != v for k, v in new.items()):
-            party.update(copy.deepcopy(new))
-            party["rowId"] = _row_id()
-            party["geaendertAm"] = advoware_datetime(self.clock())
+        # Like the sandbox (an SQL rowversion): every PUT gives a new rowId, even if identical.
+        party.update(copy.deepcopy(new))
+        party["rowId"] = _row_id()
+        party["geaendertAm"] = advoware_datetime(self.clock())
 
     def _komm_record(self, betnr: int, data: Mapping[str, Any]) -> Record:
         komm_id = data.get("id") or next(self._komm_ids)
@@ -652,9 +653,8 @@ class FakeAdvoware(_FakeBase):
         for komm in party["kommunikation"]:
             if komm["id"] == komm_id:
                 new = {k: v for k, v in data.items() if k in ("tlf", "bemerkung", "online")}
-                if any(komm.get(k) != v for k, v in new.items()):
-                    komm.update(new)
-                    komm["rowId"] = _row_id()
+                komm.update(new)
+                komm["rowId"] = _row_id()  # every change, like the sandbox
                 return komm
         raise NotFound("not found", status=404, request="PUT Kommunikationen/{kommId}")
 
