@@ -73,6 +73,7 @@ class AdvowareServer(ApiServer):
         self.parties: dict[int, dict[str, Any]] = {}
         self._next_betnr = FIRST_BETNR
         self._next_komm_id = FIRST_KOMM_ID
+        self._komm_ids: set[int] = set()
         self._add_routes()
 
     def _add_routes(self) -> None:
@@ -169,6 +170,7 @@ class AdvowareServer(ApiServer):
         self.tokens = {}
         self._next_betnr = FIRST_BETNR
         self._next_komm_id = FIRST_KOMM_ID
+        self._komm_ids = set()
 
     def load_scenario(self, scenario: Mapping[str, Any]) -> dict[str, int]:
         """Replace the parties by ``scenario["advoware"]["Beteiligte"]``."""
@@ -230,11 +232,13 @@ class AdvowareServer(ApiServer):
             raise HttpError(400, "badEdit", {"error": "betNr missing"})
         party = self._require(betnr)
         if body.get("delete") is True:
+            self._komm_ids.difference_update(k["id"] for k in party["kommunikation"])
             del self.parties[betnr]
             return {"deleted": betnr}
         if "delete_kommunikation" in body:
             komm = self._require_komm(party, body["delete_kommunikation"])
             party["kommunikation"].remove(komm)
+            self._komm_ids.discard(komm["id"])
             return _copy_party(party)
         if isinstance(body.get("kommunikation"), dict):
             return self._edit_komm(party, body["kommunikation"])
@@ -394,10 +398,11 @@ class AdvowareServer(ApiServer):
         if trusted:
             komm["rowId"] = _optional_text(data, "rowId") or komm["rowId"]
         party["kommunikation"].append(komm)
+        self._komm_ids.add(komm_id)
         return komm
 
     def _komm_exists(self, komm_id: int) -> bool:
-        return any(k["id"] == komm_id for p in self.parties.values() for k in p["kommunikation"])
+        return komm_id in self._komm_ids
 
     def _apply_komm_changes(
         self, komm: dict[str, Any], changes: Mapping[str, Any]
