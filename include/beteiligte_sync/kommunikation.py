@@ -27,8 +27,10 @@ this is done on every sync, not only the initial one, because it is always right
 Entity-level conflict (``espocrm_wins``): Var3/Var6 are reverted to the EspoCRM value and Var4
 entries become empty slots; the Advoware values overwritten go into ``note_lines``. Per-entry
 conflicts (changed on both sides): EspoCRM wins, the Advoware value goes into ``note_lines``.
-Direction ``to_advoware`` skips Var3/Var4/Var6, ``to_espocrm`` skips Var1/Var2/Var5 (nothing is
-destroyed by a skip; marker bookkeeping on Advoware still happens).
+One-way runs treat the source side as winning, without destroying anything on the target:
+``to_advoware`` restores EspoCRM's value over Var3/Var6 (note kept) and leaves Var4 entries alone;
+``to_espocrm`` puts Advoware's value back into EspoCRM over Var2/Var5 and leaves EspoCRM-only
+values (Var1) alone. Marker bookkeeping on Advoware happens in every direction.
 """
 
 from __future__ import annotations
@@ -344,11 +346,10 @@ class _Planner:
         if entry.key == base_key:
             self.claimed.add(base_key)  # in sync
             return
-        if self.espocrm_wins:
-            self._revert_to_espocrm(entry, self.espo[base_key], "conflict: EspoCRM wins")
-        elif not self.to_espocrm:
-            self.claimed.add(base_key)  # skipped: keep the EspoCRM value as it is
-            self._skip(entry, "Var3/Var6")
+        if self.espocrm_wins or not self.to_espocrm:
+            # EspoCRM is the source for this entry (conflict won, or one-way to Advoware).
+            why = "conflict: EspoCRM wins" if self.espocrm_wins else "direction to_advoware"
+            self._revert_to_espocrm(entry, self.espo[base_key], why)
         elif entry.tlf:
             self._var6(entry, base_key)
         else:
@@ -429,19 +430,39 @@ class _Planner:
     # -- EspoCRM changed or removed a synced value: Var5 or Var2 -------------------------------
 
     def _pair_pool(self) -> None:
+        rest = []
         for entry in self.pool:
-            if not self.to_advoware:
-                if not entry.tlf:  # removed on both sides: only the marker is left to fix
-                    self._make_empty_slot(entry, "removed on both sides")
-                    self.plan.changes += 1
-                else:
-                    self._skip(entry, "Var2/Var5")
-                continue
-            partner = self._unclaimed_partner(entry)
-            if partner is not None:
+            if entry.key is not None and entry.key in self.espo:
+                self._converged(entry)
+            else:
+                rest.append(entry)
+        for entry in rest:
+            if not entry.tlf and not self.to_advoware:
+                self._make_empty_slot(entry, "removed on both sides")
+                self.plan.changes += 1
+            elif not self.to_advoware:
+                self._restore_in_espocrm(entry)
+            elif (partner := self._unclaimed_partner(entry)) is not None:
                 self._var5(entry, partner)
             else:
                 self._var2(entry)
+
+    def _converged(self, entry: _Entry) -> None:
+        """Both sides changed the value to the same new value: only the marker is behind."""
+        assert entry.key is not None
+        log.info("[KOMM] Same change on both sides, komm_id=%s", entry.komm_id)
+        self.claimed.add(entry.key)
+        if self._set_value_marker(entry, entry.tlf, "same value on both sides"):
+            self.plan.changes += 1
+
+    def _restore_in_espocrm(self, entry: _Entry) -> None:
+        """One-way to EspoCRM: Advoware is the source, so its value goes (back) to EspoCRM."""
+        assert entry.key is not None
+        log.info("[KOMM] Advoware value restored in EspoCRM, komm_id=%s", entry.komm_id)
+        self._check_for_espocrm(entry)
+        self._add_to_espocrm(entry, phone_type=self.table.phone_type(entry.kommkz), like=None)
+        self._set_value_marker(entry, entry.tlf, "direction to_espocrm: Advoware value restored")
+        self.plan.changes += 1
 
     def _unclaimed_partner(self, entry: _Entry) -> _EspoValue | None:
         """An EspoCRM value no entry holds, of the same channel and (phones) the same type:

@@ -1,0 +1,112 @@
+"""Property: for random Kommunikation sets on both sides, one sync makes the sync-relevant values
+equal and a second sync plans nothing (idempotence), whatever the conflict flag says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from include.beteiligte_sync.kommunikation import compare_kommunikation
+from include.beteiligte_sync.markers import render_slot_marker, render_value_marker
+from tests.fakes import FakePair
+from tests.kommunikation.komm_support import plan_now, sync_once
+
+BETNR = 4242
+# Few values, so that equal values, normalised duplicates and reuse happen often.
+PHONES = ["030 1", "0301", "030 2", "0171 3", "+49 30 1", "089/4"]
+EMAILS = ["a@example.org", "A@Example.org", "b@example.org", "c@example.org"]
+PHONE_KINDS = [1, 2, 3, 6, 7, 9, 10]
+EMAIL_KINDS = [4, 8]
+ESPO_TYPES = ["Office", "Mobile", "Home", "Fax", "Other"]
+USER_TEXT = st.sampled_from(["", " Zentrale", "Notiz", " [kein Marker]"])
+
+
+def value_for(kind: int) -> st.SearchStrategy[str]:
+    return st.sampled_from(EMAILS if kind in EMAIL_KINDS else PHONES)
+
+
+@st.composite
+def advoware_entry(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(PHONE_KINDS + EMAIL_KINDS))
+    text = draw(USER_TEXT)
+    shape = draw(st.sampled_from(["unmarked", "synced", "slot", "malformed", "website"]))
+    if shape == "unmarked":
+        return {"kommKz": kind, "tlf": draw(value_for(kind)), "bemerkung": text}
+    if shape == "synced":
+        base = draw(value_for(kind))
+        tlf = draw(st.one_of(st.just(base), st.just(""), value_for(kind)))
+        return {"kommKz": kind, "tlf": tlf, "bemerkung": render_value_marker(base, kind) + text}
+    if shape == "slot":
+        tlf = draw(st.one_of(st.just(""), value_for(kind)))
+        return {"kommKz": kind, "tlf": tlf, "bemerkung": render_slot_marker(kind) + text}
+    if shape == "malformed":
+        bemerkung = draw(
+            st.sampled_from(["[ESPOCRM:%%:1]", "[ESPOCRM-SLOT:1", "[ESPOCRM:MTIz:77]"])
+        )
+        return {"kommKz": kind, "tlf": draw(value_for(kind)), "bemerkung": bemerkung + text}
+    return {"kommKz": 5, "tlf": "https://kanzlei.example", "bemerkung": text}
+
+
+scenario = st.fixed_dictionaries(
+    {
+        "advoware": st.lists(advoware_entry(), max_size=7),
+        "emails": st.lists(st.sampled_from(EMAILS), max_size=3),
+        "phones": st.lists(
+            st.tuples(st.sampled_from(PHONES), st.sampled_from(ESPO_TYPES)), max_size=4
+        ),
+        "espocrm_wins": st.booleans(),
+        "initial": st.booleans(),
+        "kommkz_zero_defect": st.booleans(),
+    }
+)
+
+
+def load(data: dict[str, Any]) -> tuple[FakePair, str]:
+    pair = FakePair()
+    pair.advoware.kommkz_zero_defect = data["kommkz_zero_defect"]
+    komm = [dict(entry, id=index + 1) for index, entry in enumerate(data["advoware"])]
+    pair.advoware.load({"betNr": BETNR, "name": "Muster", "kommunikation": komm})
+    record = pair.espocrm.load(
+        {
+            "name": "Muster",
+            "betnr": BETNR,
+            "emailAddressData": [{"emailAddress": e} for e in data["emails"]],
+            "phoneNumberData": [{"phoneNumber": p, "type": t} for p, t in data["phones"]],
+        }
+    )
+    return pair, record["id"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario)
+def test_one_sync_makes_both_sides_equal_and_a_second_plans_nothing(data: dict[str, Any]) -> None:
+    pair, entity_id = load(data)
+    texts_before = [k["bemerkung"] for k in pair.advoware.party(BETNR)["kommunikation"]]
+    sync_once(pair, entity_id, BETNR, espocrm_wins=data["espocrm_wins"], initial=data["initial"])
+    espo, advo = pair.espocrm.record(entity_id), pair.advoware.party(BETNR)
+    assert compare_kommunikation(espo, advo) == []
+    for conflict in (False, True):
+        again = plan_now(pair, entity_id, BETNR, espocrm_wins=conflict)
+        assert again.advoware_ops == [] and again.espocrm_fields == {}, again
+        assert again.changes == 0
+    # Nothing a person wrote into a bemerkung was lost.
+    texts_after = [k["bemerkung"] for k in advo["kommunikation"]]
+    for before, after in zip(texts_before, texts_after, strict=False):
+        user_text = before.split("]", 1)[-1] if before.startswith("[ESPOCRM") else before
+        assert user_text in after
+    assert pair.advoware.calls["delete_kommunikation"] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenario, st.sampled_from(["to_advoware", "to_espocrm"]))
+def test_one_way_sync_is_idempotent_and_fills_the_target(
+    data: dict[str, Any], direction: str
+) -> None:
+    pair, entity_id = load(data)
+    sync_once(pair, entity_id, BETNR, direction=direction, espocrm_wins=data["espocrm_wins"])
+    espo, advo = pair.espocrm.record(entity_id), pair.advoware.party(BETNR)
+    assert compare_kommunikation(espo, advo, direction=direction) == []
+    again = plan_now(pair, entity_id, BETNR, direction=direction, espocrm_wins=data["espocrm_wins"])
+    assert again.advoware_ops == [] and again.espocrm_fields == {}, again
