@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient
 from include.beteiligte_sync.kommunikation import KommunikationPlan, plan_kommunikation
 from include.beteiligte_sync.markers import render_slot_marker, render_value_marker
 from include.beteiligte_sync.ops import CreateKommunikation, MakeEmptySlot, UpdateKommunikation
@@ -14,9 +15,20 @@ SEED_BETNR = 104860
 
 def apply_plan(pair: FakePair, entity_id: str, betnr: int, plan: KommunikationPlan) -> None:
     """Do what the engine's apply step does with a Kommunikation plan, through the fakes."""
+    apply_through(pair.espocrm, pair.advoware, entity_id, betnr, plan)
+
+
+def apply_through(
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    entity_id: str,
+    betnr: int,
+    plan: KommunikationPlan,
+) -> None:
+    """Apply a Kommunikation plan through any pair of clients (fakes or hooks)."""
     for op in plan.advoware_ops:
         if isinstance(op, CreateKommunikation):
-            pair.advoware.create_kommunikation(
+            advoware.create_kommunikation(
                 betnr,
                 {
                     "tlf": op.tlf,
@@ -26,17 +38,17 @@ def apply_plan(pair: FakePair, entity_id: str, betnr: int, plan: KommunikationPl
                 },
             )
         elif isinstance(op, UpdateKommunikation):
-            pair.advoware.update_kommunikation(
+            advoware.update_kommunikation(
                 betnr, op.komm_id, {"tlf": op.tlf, "bemerkung": op.bemerkung, "online": op.online}
             )
         elif isinstance(op, MakeEmptySlot):
-            pair.advoware.update_kommunikation(
+            advoware.update_kommunikation(
                 betnr, op.komm_id, {"tlf": "", "bemerkung": op.bemerkung, "online": False}
             )
         else:  # pragma: no cover - the planner makes no other ops
             raise AssertionError(f"unexpected op {op!r}")
     if plan.espocrm_fields:
-        pair.espocrm.update_beteiligte(entity_id, plan.espocrm_fields)
+        espocrm.update_beteiligte(entity_id, plan.espocrm_fields)
 
 
 def plan_now(pair: FakePair, entity_id: str, betnr: int, **kw: Any) -> KommunikationPlan:
