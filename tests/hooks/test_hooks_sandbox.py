@@ -402,3 +402,16 @@ def test_no_secret_in_any_captured_log_output_or_error(
     assert len(issued_secrets) >= 5  # 2 tokens and 3 signatures (the last request was refused)
     for secret in secrets:
         assert secret not in haystack
+
+
+def test_secrets_are_registered_with_airflows_secret_masker(
+    sb: Sandbox, issued_secrets: list[str]
+) -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    AdvowareHook().get_beteiligte(104860)
+    _ = EspoCrmHook().connection
+    creds = sb.credentials
+    assert len(issued_secrets) == 2  # one signature, one token
+    for secret in [creds.espocrm_api_key, creds.password, creds.api_key, *issued_secrets]:
+        assert redact(f"before {secret} after") == "before *** after"
