@@ -332,3 +332,58 @@ def test_primary_is_chosen_by_the_table_when_the_primary_value_goes() -> None:
         ("030 7", False),
         ("0171 3", True),
     ]
+
+
+def test_to_advoware_restores_the_espocrm_value_over_an_advoware_change() -> None:
+    pair, entity_id = make_pair([synced(1, 1, "030 1")], phones=[("030 1", "Office")])
+    pair.advoware.edit_kommunikation_as_person(BETNR, 1, {"tlf": "030 5"})
+    plan = sync_once(pair, entity_id, BETNR, direction="to_advoware")
+    assert entries(pair)[1]["tlf"] == "030 1"
+    assert plan.espocrm_fields == {}
+    assert len(plan.note_lines) == 1 and "'030 5'" in plan.note_lines[0]
+    assert plan_now(pair, entity_id, BETNR, direction="to_advoware").is_empty
+
+
+def test_to_espocrm_puts_a_value_removed_in_espocrm_back() -> None:
+    pair, entity_id = make_pair([synced(1, 4, "a@example.org")], emails=["a@example.org"])
+    pair.espocrm.edit_as_person(entity_id, {"emailAddressData": []})
+    plan = sync_once(pair, entity_id, BETNR, direction="to_espocrm")
+    assert espo_values(pair, entity_id) == {("email", "a@example.org")}
+    assert plan.advoware_ops == []
+    assert entries(pair)[1]["tlf"] == "a@example.org"
+    assert_settled(pair, entity_id)
+
+
+def test_same_change_on_both_sides_only_refreshes_the_marker() -> None:
+    pair, entity_id = make_pair([synced(1, 1, "030 1")], phones=[("030 1", "Office")])
+    pair.espocrm.edit_as_person(
+        entity_id, {"phoneNumberData": [{"phoneNumber": "030 9", "type": "Office"}]}
+    )
+    pair.advoware.edit_kommunikation_as_person(BETNR, 1, {"tlf": "0309"})
+    plan = sync_once(pair, entity_id, BETNR)
+    assert [(type(op), op.tlf) for op in plan.advoware_ops] == [(UpdateKommunikation, "0309")]
+    assert plan.espocrm_fields == {} and plan.note_lines == []
+    assert parse_bemerkung(entries(pair)[1]["bemerkung"]).value == "0309"
+    assert_settled(pair, entity_id)
+
+
+def test_removed_on_both_sides_leaves_a_reusable_slot() -> None:
+    pair, entity_id = make_pair([synced(1, 3, "0171 1")], phones=[("0171 1", "Mobile")])
+    pair.espocrm.edit_as_person(entity_id, {"phoneNumberData": []})
+    pair.advoware.edit_kommunikation_as_person(BETNR, 1, {"tlf": ""})
+    plan = sync_once(pair, entity_id, BETNR)
+    assert [type(op) for op in plan.advoware_ops] == [MakeEmptySlot]
+    assert plan.espocrm_fields == {} and plan.note_lines == []
+    assert entries(pair)[1]["bemerkung"] == "[ESPOCRM-SLOT:3]"
+    assert_settled(pair, entity_id)
+
+
+def test_website_entries_are_left_alone_even_on_conflict() -> None:
+    website = {"id": 1, "kommKz": 5, "tlf": "https://kanzlei.example", "bemerkung": "Homepage"}
+    pair, entity_id = make_pair([website])
+    plan = sync_once(pair, entity_id, BETNR, espocrm_wins=True)
+    assert plan.is_empty and plan.changes == 0
+    assert (entries(pair)[1]["tlf"], entries(pair)[1]["bemerkung"]) == (
+        "https://kanzlei.example",
+        "Homepage",
+    )
