@@ -80,5 +80,5 @@ class AdvowareClient(Protocol):
         ...
 
     def update_kommunikation(self, betnr: int, komm_id: int, data: Mapping[str, Any]) -> Record:
-        """Change ``tlf``, ``bemerkung``, ``online`` of a Kommunikation (``kommKz`` is read-only)."""
+        """Change ``tlf``, ``bemerkung``, ``online`` of a Kommunikation (``kommKz``: read-only)."""
         ...

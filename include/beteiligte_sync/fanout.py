@@ -24,7 +24,9 @@ class WorkUnit(TypedDict):
     entity_ids: list[str]
 
 
-def split_into_units(entity_ids: Sequence[str], max_units: int = DEFAULT_MAX_UNITS) -> list[WorkUnit]:
+def split_into_units(
+    entity_ids: Sequence[str], max_units: int = DEFAULT_MAX_UNITS
+) -> list[WorkUnit]:
     """Cut ``entity_ids`` into at most ``max_units`` units of (nearly) equal size, order kept."""
     if max_units < 1:
         raise ValueError("max_units must be at least 1")
@@ -33,7 +35,10 @@ def split_into_units(entity_ids: Sequence[str], max_units: int = DEFAULT_MAX_UNI
         return []
     size = math.ceil(len(ids) / max_units)
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
-    return [{"label": _label(n, chunk, len(chunks)), "entity_ids": chunk} for n, chunk in enumerate(chunks)]
+    return [
+        {"label": _label(n, chunk, len(chunks)), "entity_ids": chunk}
+        for n, chunk in enumerate(chunks)
+    ]
 
 
 def _label(n: int, chunk: list[str], total: int) -> str:

@@ -19,7 +19,10 @@ class SyncSettings:
     :param advoware_timezone: time zone of Advoware's offset-less ``geaendertAm``.
     :param clean_share: share of a scheduled run's ``limit`` spent on re-checking ``clean``
         entities (oldest ``advowareLastSync`` first) to catch changes made in Advoware.
-    :param clean_batch: how many ``clean`` entities to re-check when no ``limit`` is given.
+    :param clean_batch: how many ``clean`` entities to re-check when no ``limit`` is given. The
+        default re-checks 10,000 entities at least once a day at 96 runs a day (10,000 / 96 = 105).
+    :param alert_permanently_failed: the run report warns above this many permanently failed.
+    :param alert_validation_failures: the run report warns above this many validation failures.
     :param create_pending_grace: clock skew allowed when adopting a party from an interrupted
         create (its ``geaendertAm`` may be this much older than the create-pending marker).
     """
@@ -29,5 +32,7 @@ class SyncSettings:
     auto_reset_hours: int = AUTO_RESET_HOURS
     advoware_timezone: str = "Europe/Berlin"
     clean_share: float = 0.2
-    clean_batch: int = 50
+    clean_batch: int = 120
     create_pending_grace: timedelta = timedelta(minutes=5)
+    alert_permanently_failed: int = 10
+    alert_validation_failures: int = 5

@@ -1,0 +1,54 @@
+"""``beteiligte_backfill``: sync every party changed in a historical interval."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import dag, get_current_context, task
+from beteiligte_tasks import DEFAULT_ARGS, fetch_modified_between, sync_validate_report
+
+DOC = """
+### Beteiligte backfill (history)
+
+Each run covers one day (its data interval) and syncs every EspoCRM party created or modified in
+it; changes made only in Advoware are found while those parties are synced. Same engine, lock and
+validation as `beteiligte_sync`, so it may overlap with the 15-minute runs safely (a locked
+entity is skipped and picked up later).
+
+Never scheduled on its own: create a backfill for the range you need, e.g.
+
+```
+airflow backfill create --dag-id beteiligte_backfill \\
+    --from-date 2025-01-01 --to-date 2025-12-31 --max-active-runs 1
+```
+
+Each interval is cut into at most 64 work units, so even tens of thousands of parties per day do
+not flood the scheduler.
+"""
+
+
+@dag(
+    dag_id="beteiligte_backfill",
+    schedule="@daily",
+    start_date=datetime(2020, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={"direction": "both", "force": True, "dry_run": False},
+    tags=["beteiligte", "espocrm", "advoware", "backfill"],
+    doc_md=DOC,
+    is_paused_upon_creation=True,
+)
+def beteiligte_backfill() -> None:
+    @task(task_id="fetch_interval", pool="espocrm_api")
+    def fetch_interval() -> list[Any]:
+        context = get_current_context()
+        start, end = context["data_interval_start"], context["data_interval_end"]
+        assert start is not None and end is not None  # a time-based schedule always has both
+        return list(fetch_modified_between(start, end))
+
+    sync_validate_report(fetch_interval())
+
+
+beteiligte_backfill()

@@ -1,0 +1,246 @@
+"""Task bodies shared by the Beteiligte DAGs: build clients, call the engine, return plain dicts.
+
+Kept out of the DAG files so those stay a picture of the wiring. No sync decisions here: every
+decision is the engine's (``include.beteiligte_sync``); this module only connects it to Airflow
+(hooks from connections, the run's params, XCom-friendly results).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+from airflow.sdk.definitions.xcom_arg import XComArg
+from hooks.advoware import AdvowareHook
+from hooks.espocrm import EspoCrmHook
+
+from include.beteiligte_sync import sync as engine
+from include.beteiligte_sync.backfill import modified_between
+from include.beteiligte_sync.fanout import DEFAULT_MAX_UNITS, WorkUnit, split_into_units
+from include.beteiligte_sync.report import build_report, merge_results
+from include.beteiligte_sync.settings import SyncSettings
+from include.beteiligte_sync.status import Outcome
+from include.beteiligte_sync.sync import EntityResult
+
+log = logging.getLogger(__name__)
+
+#: Engine settings of the DAG runs (defaults; see include/beteiligte_sync/settings.py).
+SETTINGS = SyncSettings()
+
+DEFAULT_ARGS = {
+    "owner": "kanzlei-it",
+    # Airflow retries infrastructure failures only (API down, worker lost): the engine records an
+    # entity's own failure on the entity and does not raise for it.
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+}
+
+#: Where-item size for fetching a unit's records in one list call (EspoCRM maxSize limit).
+_PAGE = 200
+
+
+def utc_now() -> datetime:
+    """The clock handed to the engine."""
+    return datetime.now(UTC)
+
+
+def call_counts(**hooks: Any) -> dict[str, int]:
+    """API calls made by each hook, keyed by system name (``espocrm=hook, advoware=hook``)."""
+    return {system: hook.stats.total_calls for system, hook in hooks.items()}
+
+
+def reset_permanently_failed() -> dict[str, Any]:
+    """Seed #12: put permanently failed entities whose auto-reset time passed back to ``failed``."""
+    espocrm = EspoCrmHook()
+    ids = engine.reset_due_permanently_failed(espocrm, clock=utc_now, settings=SETTINGS)
+    log.info("Auto-reset %d permanently failed entities", len(ids))
+    return {"reset_ids": ids, "calls": call_counts(espocrm=espocrm)}
+
+
+def fetch_candidates(
+    params: Mapping[str, Any], max_units: int = DEFAULT_MAX_UNITS
+) -> list[WorkUnit]:
+    """Select the entities of this run and cut them into work units for the mapped sync task."""
+    entity_ids = list(params.get("entity_ids") or [])
+    limit = params.get("limit")
+    if entity_ids:
+        ids = entity_ids[:limit] if limit else entity_ids
+        log.info("Manual run for %d requested entities", len(ids))
+    else:
+        espocrm = EspoCrmHook()
+        records = engine.select_candidates(espocrm, clock=utc_now, settings=SETTINGS, limit=limit)
+        ids = [record["id"] for record in records]
+        log.info("Selected %d candidates", len(ids))
+    units = split_into_units(ids, max_units)
+    log.info("Fan-out: %d work units", len(units))
+    return units
+
+
+def fetch_modified_between(
+    start: datetime, end: datetime, max_units: int = DEFAULT_MAX_UNITS
+) -> list[WorkUnit]:
+    """Backfill selection: every entity modified within ``[start, end)``."""
+    espocrm = EspoCrmHook()
+    ids = [record["id"] for record in modified_between(espocrm, start, end)]
+    log.info(
+        "Backfill interval %s .. %s: %d entities", start.isoformat(), end.isoformat(), len(ids)
+    )
+    return split_into_units(ids, max_units)
+
+
+def _records(espocrm: EspoCrmHook, entity_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(entity_ids), _PAGE):
+        chunk = list(entity_ids[start : start + _PAGE])
+        where = [{"type": "in", "attribute": "id", "value": chunk}]
+        for record in espocrm.iter_beteiligte(where):
+            found[record["id"]] = record
+    return found
+
+
+def sync_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Sync every entity of one work unit; an entity's failure is recorded on the entity."""
+    espocrm, advoware = EspoCrmHook(), AdvowareHook()
+    records = _records(espocrm, unit["entity_ids"])
+    results = []
+    for entity_id in unit["entity_ids"]:
+        record = records.get(entity_id)
+        if record is None:
+            log.warning("Entity %s not found in EspoCRM", entity_id)
+            results.append(
+                EntityResult(entity_id, None, Outcome.FAILED.value, error="not found in EspoCRM")
+            )
+            continue
+        result = engine.sync_entity(
+            record,
+            espocrm,
+            advoware,
+            direction=params.get("direction", "both"),
+            force=bool(params.get("force")),
+            dry_run=bool(params.get("dry_run")),
+            clock=utc_now,
+            settings=SETTINGS,
+        )
+        if params.get("dry_run"):
+            log.info("Dry run plan for %s:\n%s", entity_id, result.plan_text)
+        results.append(result)
+    log.info("Unit %s: %d entities synced", unit["label"], len(results))
+    return {
+        "label": unit["label"],
+        "results": [result.to_dict() for result in results],
+        "calls": call_counts(espocrm=espocrm, advoware=advoware),
+    }
+
+
+def needing_validation(sync_outputs: Iterable[Mapping[str, Any]]) -> list[WorkUnit]:
+    """Work units of the entities that were written and still hold their lock for validation."""
+    units = []
+    for output in sync_outputs:
+        ids = [r["entity_id"] for r in output["results"] if r.get("needs_validation")]
+        if ids:
+            units.append({"label": output["label"], "entity_ids": ids})
+    return units
+
+
+def validate_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Seed #13 round trip: re-read both sides; ``clean`` only when they match."""
+    espocrm, advoware = EspoCrmHook(), AdvowareHook()
+    results = [
+        engine.validate_entity(
+            entity_id,
+            espocrm,
+            advoware,
+            clock=utc_now,
+            settings=SETTINGS,
+            direction=params.get("direction", "both"),
+        )
+        for entity_id in unit["entity_ids"]
+    ]
+    return {
+        "label": unit["label"],
+        "results": [result.to_dict() for result in results],
+        "calls": call_counts(espocrm=espocrm, advoware=advoware),
+    }
+
+
+def _sum_calls(outputs: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for output in outputs:
+        for system, n in output.get("calls", {}).items():
+            total[system] = total.get(system, 0) + n
+    return total
+
+
+def report(
+    reset_output: Mapping[str, Any] | None,
+    sync_outputs: Sequence[Mapping[str, Any]],
+    validate_outputs: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Build the run summary, log it as a table and return it (the task's XCom)."""
+    # A mapped instance that failed for good (infrastructure) left no XCom: skip its gap.
+    sync_outputs = [o for o in sync_outputs or [] if o]
+    validate_outputs = [o for o in validate_outputs or [] if o]
+    reset_output = reset_output or {}
+    results = merge_results(
+        (r for output in sync_outputs for r in output["results"]),
+        (r for output in validate_outputs for r in output["results"]),
+    )
+    calls = _sum_calls([reset_output, *sync_outputs, *validate_outputs])
+    summary = build_report(
+        results,
+        resets=len(reset_output.get("reset_ids", [])),
+        api_calls=calls,
+        permanently_failed_threshold=SETTINGS.alert_permanently_failed,
+        validation_failure_threshold=SETTINGS.alert_validation_failures,
+    )
+    log.info("\n%s", summary.render())
+    return summary.to_dict()
+
+
+def _label_unit(unit: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Name the mapped task instance in the UI after its unit (``map_index_template``)."""
+    context = get_current_context()
+    context["unit_label"] = unit["label"]  # type: ignore[typeddict-unknown-key]
+    return context["params"]
+
+
+@task(pool="advoware_api", map_index_template="{{ unit_label }}")
+def sync(unit: WorkUnit) -> dict[str, Any]:
+    """Mapped: sync the entities of one work unit."""
+    return sync_unit(unit, _label_unit(unit))
+
+
+@task
+def collect_written(sync_outputs: list[dict[str, Any]]) -> list[WorkUnit]:
+    """The entities that were written and wait for their validation."""
+    return needing_validation(o for o in sync_outputs if o)
+
+
+@task(pool="advoware_api", map_index_template="{{ unit_label }}")
+def validate(unit: WorkUnit) -> dict[str, Any]:
+    """Mapped: seed #13 round trip for the written entities of one work unit."""
+    return validate_unit(unit, _label_unit(unit))
+
+
+@task(task_id="report", trigger_rule="all_done")
+def report_task(
+    reset_output: dict[str, Any] | None,
+    sync_outputs: list[dict[str, Any]] | None,
+    validate_outputs: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Run summary: table in the log, dict as XCom."""
+    return report(reset_output, sync_outputs or [], validate_outputs or [])
+
+
+def sync_validate_report(units: XComArg, reset_output: XComArg | None = None) -> None:
+    """Wire ``sync`` (mapped) -> ``collect_written`` -> ``validate`` (mapped) -> ``report``.
+
+    Shared by the scheduled/manual DAG and the backfill DAG: one code path for every run kind.
+    """
+    synced = sync.expand(unit=units)
+    validated = validate.expand(unit=collect_written(synced))
+    report_task(reset_output, synced, validated)
