@@ -69,7 +69,7 @@ class SandboxAdmin:
 
     def set_faults(self, rules: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
         """Replace the fault rules (see :mod:`sandbox.faults`)."""
-        return self._call("POST", "faults", {"rules": [dict(r) for r in rules], "seed": seed})
+        return self._call("POST", "faults", {"rules": list(rules), "seed": seed})
 
     def faults(self) -> dict[str, Any]:
         """The active fault rules with how often each fired."""
