@@ -196,10 +196,11 @@ class ApiServer:
     def stop(self) -> None:
         """Stop serving; hanging responses are released at once."""
         self.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
         if self._thread is not None:
+            self._httpd.shutdown()
             self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
 
     # -- routing ---------------------------------------------------------------------------
 

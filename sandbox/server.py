@@ -108,10 +108,10 @@ class Sandbox:
 
     def stop(self) -> None:
         """Stop both servers and close the admin clients."""
-        if self._started:
-            self.espocrm.stop()
-            self.advoware.stop()
-            self._started = False
+        # Also when never started: the ports are bound in the constructor.
+        self.espocrm.stop()
+        self.advoware.stop()
+        self._started = False
         self.espocrm_admin.close()
         self.advoware_admin.close()
 
