@@ -129,11 +129,17 @@ def plan_linked(
     espo_fields.update(stammdaten.espocrm_fields)
     espo_fields.update(k.espocrm_fields)
     ops: list[Op] = []
-    note = conflict_note(stammdaten.overwritten, k.note_lines)
-    if note and cmp.outcome is Outcome.CONFLICT:
+    # Stammdaten overwritten outside a conflict are our own last-synced values, not a person's
+    # edit; the Kommunikation lines always are a person's edit (whatever the entity outcome).
+    conflict = cmp.outcome is Outcome.CONFLICT
+    note = overwrite_note(
+        stammdaten.overwritten if conflict else {}, k.note_lines, conflict=conflict
+    )
+    if note:
         # Posted before Advoware is overwritten: if anything fails later, the old values are
         # already on record.
-        ops.append(PostNote(reason="conflict: espocrm wins", entity_id=entity_id, text=note))
+        why = "conflict: espocrm wins" if conflict else "Advoware values overwritten"
+        ops.append(PostNote(reason=why, entity_id=entity_id, text=note))
     ops += stammdaten.advoware_ops
     ops += k.advoware_ops
     if espo_fields:
@@ -205,17 +211,30 @@ def _stammdaten_ops(
     return out
 
 
-def conflict_note(
-    overwritten: Mapping[str, tuple[Any, Any]], kommunikation_lines: Sequence[str]
+def overwrite_note(
+    overwritten: Mapping[str, tuple[Any, Any]],
+    kommunikation_lines: Sequence[str],
+    *,
+    conflict: bool = True,
 ) -> str:
-    """The stream note of a conflict: every Advoware value EspoCRM overwrote (field, old Advoware
-    value, new value) and the Kommunikation lines. Empty if nothing was overwritten."""
+    """The stream note that keeps every Advoware value a person typed and the sync overwrote:
+    the Stammdaten fields of a conflict (field, old Advoware value, new value) and the
+    Kommunikation lines (per-entry conflicts, one-way runs). Empty if nothing was overwritten.
+
+    :param conflict: the entity as a whole was in conflict (changes the heading only).
+    """
     if not overwritten and not kommunikation_lines:
         return ""
-    lines = [
-        "Sync-Konflikt: EspoCRM gewinnt. Überschriebene Advoware-Werte:",
-        "Sync conflict: EspoCRM wins. Advoware values overwritten:",
-    ]
+    if conflict:
+        lines = [
+            "Sync-Konflikt: EspoCRM gewinnt. Überschriebene Advoware-Werte:",
+            "Sync conflict: EspoCRM wins. Advoware values overwritten:",
+        ]
+    else:
+        lines = [
+            "Sync: in Advoware geänderte Werte wurden mit EspoCRM-Werten überschrieben:",
+            "Sync: values changed in Advoware were overwritten with EspoCRM values:",
+        ]
     for name, (old, new) in overwritten.items():
         lines.append(f"- {name}: {_shown(old)} -> {_shown(new)}")
     if kommunikation_lines:
@@ -228,15 +247,22 @@ def _shown(value: Any) -> str:
     return "(leer/empty)" if value in (None, "") else f"'{value}'"
 
 
-def differences(record: Mapping[str, Any], advo: Mapping[str, Any]) -> list[str]:
+def differences(
+    record: Mapping[str, Any], advo: Mapping[str, Any], *, direction: str = "both"
+) -> list[str]:
     """Validation differences (seed #13): every mapped field, then the Kommunikation, as
-    ``"<field>: <espocrm> != <advoware>"``. Empty when both sides hold the same data."""
+    ``"<field>: <espocrm> != <advoware>"``. Empty when both sides hold the same data.
+
+    ``direction``: a one-way run checks only that the target holds the source's Kommunikation
+    values (a value only on the target side is left alone by design, see kommunikation.py).
+    Stammdaten are always compared in full: one record per side, no "extra" values.
+    """
     espo_canon, advo_canon = mapping.from_espocrm(record), mapping.from_advoware(advo)
     out = [
         f"{name}: {_plain(espo_canon.get(name))} != {_plain(advo_canon.get(name))}"
         for name in mapping.differing_fields(espo_canon, advo_canon)
     ]
-    return out + list(komm.compare_kommunikation(dict(record), dict(advo)))
+    return out + list(komm.compare_kommunikation(dict(record), dict(advo), direction=direction))
 
 
 def _plain(value: Any) -> str:

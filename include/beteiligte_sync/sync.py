@@ -285,7 +285,7 @@ def _finish_without_ops(
         log.info("entity %s: change needs a write direction %s forbids", entity_id, plan.direction)
         return _result(plan, Outcome.SKIPPED_DIRECTION.value)
     advo = _advoware_record(planned)
-    diffs = planner.differences(record, advo)
+    diffs = planner.differences(record, advo, direction=plan.direction)
     if diffs:
         message = "Validation failed: " + "; ".join(diffs)
         log.warning("entity %s: data differ without a planned write: %s", entity_id, _names(diffs))
@@ -424,7 +424,8 @@ def validate_entity(
     Re-reads both sides and compares every mapped field and the Kommunikation. Equal: ``clean``
     with fresh baselines (this releases the lock). Different: ``failed`` + backoff with
     ``"Validation failed: <field>: <espocrm> != <advoware>"``. Only the field names are logged.
-    ``direction`` is accepted for symmetry; clean always means both sides are equal.
+    ``direction`` is the sync run's: a one-way run leaves values that exist only on its target
+    side alone, so validation checks only that the target holds the source's Kommunikation.
     """
     planner.check_direction(direction)
     settings = settings or SyncSettings()
@@ -439,7 +440,7 @@ def validate_entity(
         if not betnr:
             raise EntityError("Validation failed: no betnr after the sync")
         advo = advoware.get_beteiligte(int(betnr))
-        diffs = planner.differences(record, advo)
+        diffs = planner.differences(record, advo, direction=direction)
     except NotFound:
         return _mark_deleted(record, espocrm, now, False, log)
     except Exception as exc:
