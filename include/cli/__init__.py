@@ -1,0 +1,1 @@
+"""The ``beteiligte`` command line tool (``python -m include.cli`` or the console script)."""
