@@ -88,7 +88,9 @@ def compare(
     espo_changed = business_hash(espocrm_canon) != espocrm_record.get("syncedHash")
     advo_changed = advoware_record.get("rowId") != espocrm_record.get("advowareRowId")
     if espo_changed and advo_changed:
-        outcome = Outcome.CONFLICT
+        # Both changed to the same data (typically our own write whose validation was lost,
+        # healed after the stale lock): nothing to resolve, nothing overwritten.
+        outcome = Outcome.CONFLICT if differing else Outcome.NO_CHANGE
     elif espo_changed:
         outcome = Outcome.ESPOCRM_NEWER
     elif advo_changed:

@@ -145,3 +145,24 @@ def test_backoff_ladder_to_permanently_failed_and_auto_reset_after_24_hours(http
     stored = http.record(entity_id)
     assert result.outcome == "espocrm_newer" and stored["syncStatus"] == "clean"
     assert stored["syncAutoResetAt"] is None and stored["syncNextRetry"] is None
+
+
+def test_lost_validation_is_healed_after_the_stale_lock_without_a_false_conflict(
+    http: Http,
+) -> None:
+    entity_id, betnr = http.linked()
+    http.edit_espocrm(entity_id, vorname="Moritz")
+    written = http.run(entity_id, validate_inline=False)  # ... and the validate task is lost
+    assert written.needs_validation and http.record(entity_id)["syncStatus"] == "syncing"
+
+    http.clock.advance(minutes=14)
+    assert sync_all(http.espocrm, http.advoware, clock=http.clock) == []  # lock still live
+    http.clock.advance(minutes=2)
+    http.reset_counters()
+    (result,) = sync_all(http.espocrm, http.advoware, clock=http.clock)
+
+    stored = http.record(entity_id)
+    # Both sides moved away from the old baseline, to the same data: not a conflict.
+    assert result.outcome == "no_change" and stored["syncStatus"] == "clean"
+    assert stored["advowareRowId"] == http.party(betnr)["rowId"]
+    assert http.notes(entity_id) == [] and http.calls().writes("advoware") == 0
