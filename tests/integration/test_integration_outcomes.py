@@ -155,6 +155,8 @@ def test_dry_run_writes_nothing_on_either_server(http: Http) -> None:
     advo_edit, advo_betnr = http.linked(name="Advo")
     both, both_betnr = http.linked(name="Beide")
     new = http.create_as_person(name="Neu", vorname="Nina")
+    gone, gone_betnr = http.linked(name="Weg")
+    http.sb.advoware_admin.edit(betNr=gone_betnr, delete=True)
     http.edit_espocrm(espo_edit, vorname="Moritz")
     http.edit_advoware(advo_betnr, vorname="Moritz")
     http.edit_espocrm(both, vorname="E")
@@ -163,10 +165,11 @@ def test_dry_run_writes_nothing_on_either_server(http: Http) -> None:
     before_advo = http.sb.advoware_admin.state()
     http.reset_counters()
 
-    results = [http.run(i, dry_run=True) for i in (espo_edit, advo_edit, both, new)]
+    results = [http.run(i, dry_run=True) for i in (espo_edit, advo_edit, both, new, gone)]
 
-    assert [r.outcome for r in results] == ["dry_run"] * 4
-    espo_plan, advo_plan, both_plan, new_plan = (r.plan_text for r in results)
+    assert [r.outcome for r in results] == ["dry_run"] * 5
+    espo_plan, advo_plan, both_plan, new_plan, gone_plan = (r.plan_text for r in results)
+    assert gone_plan == "deleted_in_advoware"
     assert "espocrm_newer" in espo_plan and "update Advoware party" in espo_plan
     assert "advoware_newer" in advo_plan and "update EspoCRM" in advo_plan
     assert "conflict" in both_plan and "post stream note" in both_plan
@@ -176,3 +179,21 @@ def test_dry_run_writes_nothing_on_either_server(http: Http) -> None:
     assert calls.writes("espocrm") == 0 and calls.writes("advoware") == 0, calls
     assert http.sb.espocrm_admin.state() == before_espo
     assert http.sb.advoware_admin.state() == before_advo
+
+
+def test_token_expiring_in_the_middle_of_apply_is_renewed_once(http: Http) -> None:
+    entity_id, betnr = http.linked()
+    http.edit_espocrm(entity_id, vorname="Moritz")
+    http.sb.advoware_admin.set_faults(
+        [{"method": "PUT", "path": ADVO_PARTY, "kind": "expire_tokens", "count": 1}]
+    )
+
+    result = http.run(entity_id)
+
+    calls = http.calls()
+    assert result.status == "clean" and http.party(betnr)["vorname"] == "Moritz"
+    assert calls.token == 1  # one renewal, then the PUT is repeated once
+    assert http.sb.advoware_admin.counters()["calls"][f"PUT {ADVO_PARTY}"] == {
+        "401": 1,
+        "200": 1,
+    }
