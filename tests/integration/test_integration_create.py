@@ -110,3 +110,20 @@ def test_create_interrupted_before_the_betnr_write_is_adopted_not_repeated(http:
     calls = http.calls()
     assert calls.advoware[f"GET {ADVO_PARTIES}"] == 1  # the search by name
     assert calls.advoware[f"POST {ADVO_PARTIES}"] == 0
+
+
+def test_create_cost_is_bounded(http: Http) -> None:
+    """Lock, the hook's name search (so a lost answer can be recognised), POST, betnr write,
+    and validation's two reads and final write; each Kommunikation one more POST."""
+    entity_id = http.create_as_person(
+        name="Kosten",
+        phoneNumberData=[{"phoneNumber": "+49 30 1", "type": "Office", "primary": True}],
+    )
+
+    assert http.run(entity_id).status == "clean"
+
+    calls = http.calls()
+    assert (
+        calls.advoware[f"GET {ADVO_PARTIES}"] == 1 and calls.advoware[f"POST {ADVO_PARTIES}"] == 1
+    )
+    assert calls.business <= 7 + 1, calls
