@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
@@ -23,7 +23,7 @@ airflow backfill create --dag-id beteiligte_backfill \\
     --from-date 2025-01-01 --to-date 2025-12-31 --max-active-runs 1
 ```
 
-Each interval is cut into at most 64 work units, so even tens of thousands of parties per day do
+A manual trigger of this DAG covers the (UTC) day of its logical date. Each interval is cut into at most 64 work units, so even tens of thousands of parties per day do
 not flood the scheduler.
 """
 
@@ -45,7 +45,12 @@ def beteiligte_backfill() -> None:
     def fetch_interval() -> list[Any]:
         context = get_current_context()
         start, end = context["data_interval_start"], context["data_interval_end"]
-        assert start is not None and end is not None  # a time-based schedule always has both
+        if start is None or end is None or end <= start:
+            # A manual trigger has an empty interval: it covers the day of its logical date.
+            start = (context["logical_date"] or context["dag_run"].run_after).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
+            end = start + timedelta(days=1)
         return list(fetch_modified_between(start, end))
 
     sync_validate_report(fetch_interval())

@@ -14,12 +14,14 @@ from typing import Any
 
 from airflow.sdk import get_current_context, task
 from airflow.sdk.definitions.xcom_arg import XComArg
+from beteiligte_monitoring import monitor_report, on_failure
 from hooks.advoware import AdvowareHook
 from hooks.espocrm import EspoCrmHook
 
 from include.beteiligte_sync import sync as engine
 from include.beteiligte_sync.backfill import modified_between
 from include.beteiligte_sync.fanout import DEFAULT_MAX_UNITS, WorkUnit, split_into_units
+from include.beteiligte_sync.monitoring import sync_settings_from_env
 from include.beteiligte_sync.report import build_report, merge_results
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.status import Outcome
@@ -27,8 +29,9 @@ from include.beteiligte_sync.sync import EntityResult
 
 log = logging.getLogger(__name__)
 
-#: Engine settings of the DAG runs (defaults; see include/beteiligte_sync/settings.py).
-SETTINGS = SyncSettings()
+#: Engine settings of the DAG runs (defaults, see include/beteiligte_sync/settings.py; the alert
+#: thresholds may be overridden by BETEILIGTE_SYNC_ALERT_* environment variables).
+SETTINGS: SyncSettings = sync_settings_from_env()
 
 DEFAULT_ARGS = {
     "owner": "kanzlei-it",
@@ -37,6 +40,8 @@ DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
+    # A task that failed for good (after its retries) alerts: log, metric, optional webhook.
+    "on_failure_callback": on_failure,
 }
 
 #: Where-item size for fetching a unit's records in one list call (EspoCRM maxSize limit).
@@ -232,8 +237,11 @@ def report_task(
     sync_outputs: list[dict[str, Any]] | None,
     validate_outputs: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """Run summary: table in the log, dict as XCom."""
-    return report(reset_output, sync_outputs or [], validate_outputs or [])
+    """Run summary: table in the log, dict as XCom; metrics and threshold alerts."""
+    summary = report(reset_output, sync_outputs or [], validate_outputs or [])
+    run_id = str(get_current_context().get("run_id") or "run")
+    monitor_report(summary, run=run_id, espocrm=EspoCrmHook())
+    return summary
 
 
 def sync_validate_report(units: XComArg, reset_output: XComArg | None = None) -> None:

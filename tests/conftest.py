@@ -1,14 +1,53 @@
-"""Test setup: the import paths Airflow sets up at run time (project root, ``plugins/``,
-``dags/``) and the project's own AIRFLOW_HOME (rendered by ``make setup``)."""
+"""Test setup.
 
+* The import paths Airflow sets up at run time: project root, ``plugins/``, ``dags/``.
+* A private AIRFLOW_HOME per test session (a temp dir), so tests never touch the operator's
+  ``airflow_home`` and concurrent test sessions never share a SQLite DB. Its ``airflow.cfg`` is
+  rendered here, before anything imports Airflow; the DB is migrated on first use by the
+  ``airflow_db`` fixture (tests that need no DB pay nothing).
+"""
+
+from __future__ import annotations
+
+import atexit
 import os
+import shutil
+import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "plugins", ROOT / "dags"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "airflow_home"))
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+from include.tools import setup_airflow  # noqa: E402  (needs the path above)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+TEST_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="beteiligte-airflow-"))
+atexit.register(shutil.rmtree, TEST_AIRFLOW_HOME, ignore_errors=True)
+TEST_API_PORT = _free_port()
+os.environ["AIRFLOW_HOME"] = str(TEST_AIRFLOW_HOME)
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+(TEST_AIRFLOW_HOME / "airflow.cfg").write_text(
+    setup_airflow.render_config(TEST_AIRFLOW_HOME, api_port=TEST_API_PORT)
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[Path]:
+    """The session's AIRFLOW_HOME with a migrated metadata DB and the pools."""
+    setup_airflow.setup(
+        TEST_AIRFLOW_HOME, api_port=TEST_API_PORT, profile="local", database="test", redis_db=0
+    )
+    yield TEST_AIRFLOW_HOME
