@@ -58,8 +58,13 @@ def call_counts(**hooks: Any) -> dict[str, int]:
     return {system: hook.stats.total_calls for system, hook in hooks.items()}
 
 
-def reset_permanently_failed() -> dict[str, Any]:
-    """Seed #12: put permanently failed entities whose auto-reset time passed back to ``failed``."""
+def reset_permanently_failed(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Seed #12: put permanently failed entities whose auto-reset time passed back to ``failed``.
+
+    A dry run writes nothing, so it resets nothing either."""
+    if params.get("dry_run"):
+        log.info("Dry run: auto-reset of permanently failed entities skipped")
+        return {"reset_ids": [], "calls": {}}
     espocrm = EspoCrmHook()
     ids = engine.reset_due_permanently_failed(espocrm, clock=utc_now, settings=SETTINGS)
     log.info("Auto-reset %d permanently failed entities", len(ids))

@@ -127,6 +127,43 @@ def _allow_metadata_db_connections() -> None:
     secrets backends only; on the Airflow host the CLI may also read the metadata DB, like the
     API server does. An explicit setting of the variable wins."""
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+    _route_airflow_logs()
+
+
+class _CurrentStderr:
+    """A text stream that writes to whatever ``sys.stderr`` is at the time."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+_airflow_logs_routed = False
+
+
+def _route_airflow_logs() -> None:
+    """Airflow's structured logs (the hooks' own lines) go to stdout by default, where they
+    would break ``--json``: send them to stderr, at the level ``--verbose`` chose."""
+    global _airflow_logs_routed
+    if _airflow_logs_routed:
+        return
+    from airflow.sdk.log import configure_logging
+
+    level = logging.getLogger(_LOGGERS[0]).getEffectiveLevel()
+    configure_logging(
+        log_level=logging.getLevelName(level),
+        output=_CurrentStderr(),  # type: ignore[arg-type]
+        colored_console_log=False,
+    )
+    _airflow_logs_routed = True
+    _configure_logging(level <= logging.INFO)  # configure_logging reset the stdlib loggers
 
 
 #: Loggers of the engine and the hooks; the CLI owns their output (ids and counts only).
@@ -164,7 +201,7 @@ def _now() -> datetime:
 
 
 def _consoles() -> tuple[Console, Console]:
-    return Console(), Console(stderr=True)
+    return Console(), Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
