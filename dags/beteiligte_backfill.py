@@ -23,7 +23,9 @@ airflow backfill create --dag-id beteiligte_backfill \\
     --from-date 2025-01-01 --to-date 2025-12-31 --max-active-runs 1
 ```
 
-A manual trigger of this DAG covers the (UTC) day of its logical date. Each interval is cut into at most 64 work units, so even tens of thousands of parties per day do
+A manual trigger of this DAG covers the (UTC) day of its logical date.
+
+Each interval is cut into at most 64 work units, so even tens of thousands of parties per day do
 not flood the scheduler.
 """
 

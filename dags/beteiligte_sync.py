@@ -81,7 +81,7 @@ PARAMS = {
 def beteiligte_sync() -> None:
     @task(task_id="reset_permanently_failed", pool="espocrm_api")
     def reset() -> dict[str, Any]:
-        return reset_permanently_failed()
+        return reset_permanently_failed(get_current_context()["params"])
 
     @task(task_id="fetch_candidates", pool="espocrm_api")
     def candidates() -> list[Any]:

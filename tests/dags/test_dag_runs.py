@@ -109,7 +109,8 @@ def test_scheduled_path_creates_updates_and_reports(dags: dict[str, Any], sb: Sa
 
 
 def test_dry_run_writes_nothing_and_shows_the_plan(dags: dict[str, Any], sb: Sandbox) -> None:
-    sb.espocrm_admin.load({"espocrm": {"CBeteiligte": [person(1), person(2)]}})
+    due = person(3, syncStatus="permanently_failed", syncAutoResetAt="2026-01-01 00:00:00")
+    sb.espocrm_admin.load({"espocrm": {"CBeteiligte": [person(1), person(2), due]}})
     before = espo_state(sb)
     sb.espocrm_admin.reset_counters()
     sb.advoware_admin.reset_counters()
@@ -119,6 +120,18 @@ def test_dry_run_writes_nothing_and_shows_the_plan(dags: dict[str, Any], sb: San
     assert espo_state(sb) == before
     assert sb.advoware_admin.state()["Beteiligte"] == []
     assert report["counts"]["dry_run"] == 2
+    assert report["counts"]["resets"] == 0
+
+
+def test_scheduled_run_auto_resets_permanently_failed(dags: dict[str, Any], sb: Sandbox) -> None:
+    due = person(1, syncStatus="permanently_failed", syncAutoResetAt="2026-01-01 00:00:00")
+    due["syncRetryCount"] = 5
+    later = person(2, syncStatus="permanently_failed", syncAutoResetAt="2099-01-01 00:00:00")
+    sb.espocrm_admin.load({"espocrm": {"CBeteiligte": [due, later]}})
+    _, report = run(dags["beteiligte_sync"])
+    assert report["counts"]["resets"] == 1
+    statuses = sorted(r["syncStatus"] for r in espo_state(sb).values())
+    assert statuses == ["clean", "permanently_failed"]  # reset, then synced in the same run
 
 
 def test_manual_run_honours_entity_ids_direction_force_and_limit(
