@@ -182,9 +182,9 @@ def _mask_side(side: str) -> str:
     text = side.strip()
     if text in _KEEP:
         return text
-    label, sep, _value = text.partition(": ")
+    label, sep, value = text.partition(": ")
     if sep and (label in FIELD_NAMES or _KOMM_LABEL.match(label)):
-        return f"{label}: ***"
+        return f"{label}: {value if value in _KEEP else '***'}"
     return "***"
 
 
