@@ -253,7 +253,7 @@ def _check_direction(direction: str) -> None:
         raise typer.BadParameter(f"must be one of {', '.join(DIRECTIONS)}", param_hint="direction")
 
 
-@app.command()
+@app.command(short_help="Both sides, differences, the plan now, the bookkeeping.")
 def compare(
     ctx: typer.Context,
     entity: EntityArg,
@@ -286,7 +286,7 @@ def compare(
     raise typer.Exit(ExitCode.OK if view["in_sync"] else ExitCode.ATTENTION)
 
 
-@app.command()
+@app.command(short_help="Counts per syncStatus; what is stuck.")
 def status(
     ctx: typer.Context,
     json_output: JsonOption = False,
@@ -310,7 +310,7 @@ def status(
     raise typer.Exit(ExitCode.ATTENTION if view["warnings"] else ExitCode.OK)
 
 
-@app.command()
+@app.command(short_help="Sync one entity now (same engine as the DAG).")
 def sync(
     ctx: typer.Context,
     entity: EntityArg,
@@ -348,7 +348,7 @@ def sync(
     raise typer.Exit(ExitCode.OK if good else ExitCode.ATTENTION)
 
 
-@app.command()
+@app.command(short_help="Put a permanently failed entity back in the queue.")
 def reset(
     ctx: typer.Context,
     entity: EntityArg,
