@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from include.beteiligte_sync import mapping
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
 from include.beteiligte_sync.errors import EntityError
 from include.beteiligte_sync.ops import (
@@ -56,7 +57,15 @@ def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: Advow
     if isinstance(op, CreateAdvowareBeteiligte):
         created = advoware.create_beteiligte(op.fields)
         state.betnr = int(created["betNr"])
-        _write_espocrm(espocrm, state, {"betnr": state.betnr})
+        # The baseline of what was just created goes with the betnr: if the rest of the plan or
+        # its validation fails, later runs decide by it, not by timestamps that our own
+        # bookkeeping writes keep moving (EspoCRM's modifiedAt would always look newer).
+        baseline = {
+            "betnr": state.betnr,
+            "advowareRowId": created.get("rowId"),
+            "syncedHash": mapping.business_hash(mapping.from_advoware(created)),
+        }
+        _write_espocrm(espocrm, state, baseline)
     elif isinstance(op, UpdateAdvowareBeteiligte):
         advoware.update_beteiligte(op.betnr, op.fields)
     elif isinstance(op, CreateKommunikation):

@@ -6,6 +6,8 @@ No I/O here: the caller fetched the Advoware party (or the adoption candidates) 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,7 +93,7 @@ def plan_create(record: Mapping[str, Any], *, direction: str, now: datetime) -> 
         direction,
         ops=ops,
         initial=True,
-        create_pending=CREATE_PENDING_PREFIX + format_iso_utc(now),
+        create_pending=create_pending_marker(now, canon.get("name") or ""),
         kommunikation_changes=k.changes,
         warnings=list(k.warnings),
     )
@@ -140,15 +142,19 @@ def plan_linked(
         # already on record.
         why = "conflict: espocrm wins" if conflict else "Advoware values overwritten"
         ops.append(PostNote(reason=why, entity_id=entity_id, text=note))
-    ops += stammdaten.advoware_ops
-    ops += k.advoware_ops
     if espo_fields:
+        # EspoCRM before Advoware: a value marker says "this value is on both sides". Were it
+        # written first and the run crashed before EspoCRM got the value, the next run would
+        # read the value as removed in EspoCRM and empty it (Var2). This way round a crash
+        # leaves an unmarked value equal on both sides, which is matched.
         reason = f"{cmp.outcome.value}" if stammdaten.espocrm_fields else "Kommunikation"
         ops.append(
             UpdateEspoCrm(
                 reason=reason, entity_id=entity_id, fields=espo_fields, old=stammdaten.espocrm_old
             )
         )
+    ops += stammdaten.advoware_ops
+    ops += k.advoware_ops
     outcome = Outcome.CREATED if adopted else cmp.outcome
     plan = Plan(
         entity_id,
@@ -279,7 +285,7 @@ def choose_adoption(
     ambiguous: EntityError, a person must decide.
     """
     marker = str(record.get("advowareRowId") or "")
-    started = parse_iso_utc(marker.removeprefix(CREATE_PENDING_PREFIX))
+    started = parse_iso_utc(marker.removeprefix(CREATE_PENDING_PREFIX).split("|", 1)[0])
     if started is None:
         return None
     canon = mapping.from_espocrm(record)
@@ -289,9 +295,11 @@ def choose_adoption(
         if changed is None or changed < started - settings.create_pending_grace:
             continue
         try:
-            same = mapping.from_advoware(party) == canon
+            theirs = mapping.from_advoware(party)
         except EntityError:
             continue
+        # Equal to the entity now, or to what was sent (a person may have edited meanwhile).
+        same = theirs == canon or mapping.business_hash(theirs) == record.get("syncedHash")
         if same:
             matches.append(party)
     if len(matches) > 1:
@@ -301,6 +309,27 @@ def choose_adoption(
             "link the right one by setting betnr"
         )
     return matches[0] if matches else None
+
+
+def create_pending_marker(now: datetime, name: str) -> str:
+    """``create-pending:<UTC time>|<base64 name>``: when the create started and the name it
+    sent, so an interrupted create is found even if a person renamed the entity meanwhile.
+    (The name is the record's own; it stays in the record's bookkeeping field.)"""
+    encoded = base64.b64encode(name.encode("utf-8")).decode("ascii")
+    marker = f"{CREATE_PENDING_PREFIX}{format_iso_utc(now)}|{encoded}"
+    # EspoCRM varchar: without the name, adoption falls back to the current name.
+    return marker if len(marker) <= mapping.ESPOCRM_VARCHAR_MAX else marker.split("|", 1)[0]
+
+
+def pending_name(record: Mapping[str, Any]) -> str | None:
+    """The name an interrupted create sent (from the create-pending marker), if recorded."""
+    marker = str(record.get("advowareRowId") or "")
+    if not marker.startswith(CREATE_PENDING_PREFIX) or "|" not in marker:
+        return None
+    try:
+        return base64.b64decode(marker.split("|", 1)[1], validate=True).decode("utf-8") or None
+    except (binascii.Error, ValueError):
+        return None
 
 
 def is_create_pending(record: Mapping[str, Any]) -> bool:

@@ -110,6 +110,49 @@ def sync_entity(
     an unknown ``direction``.
     """
     planner.check_direction(direction)
+    try:
+        return _sync_entity(
+            record,
+            espocrm,
+            advoware,
+            direction=direction,
+            force=force,
+            dry_run=dry_run,
+            clock=clock,
+            settings=settings,
+            validate_inline=validate_inline,
+            log=log,
+        )
+    except ApiError as exc:
+        return _unrecorded_failure(record, exc, log)
+
+
+def _unrecorded_failure(
+    record: Mapping[str, Any], exc: ApiError, log: logging.Logger
+) -> EntityResult:
+    """A write that records the outcome failed (API down, token refused): the entity's status
+    could not be written. Its lock, if one is held, goes stale after the TTL and is taken over;
+    the run goes on with the other entities."""
+    entity_id = str(record.get("id"))
+    log.error("entity %s: could not record the outcome: %s", entity_id, type(exc).__name__)
+    return EntityResult(
+        entity_id, record.get("betnr"), Outcome.FAILED.value, error=describe_error(exc)
+    )
+
+
+def _sync_entity(
+    record: Record,
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    *,
+    direction: str,
+    force: bool,
+    dry_run: bool,
+    clock: Clock,
+    settings: SyncSettings | None,
+    validate_inline: bool,
+    log: logging.Logger,
+) -> EntityResult:
     settings = settings or SyncSettings()
     now = clock()
     entity_id = str(record["id"])
@@ -161,13 +204,24 @@ def _plan(
         return planner.plan_linked(record, advo, direction=direction, settings=settings)
     if planner.is_create_pending(record):
         # A previous run started a create and may have been interrupted after the POST.
-        name = mapping.from_espocrm(record).get("name") or ""
-        found = planner.choose_adoption(record, advoware.find_beteiligte(name), settings=settings)
+        found = planner.choose_adoption(
+            record, _adoption_candidates(record, advoware), settings=settings
+        )
         if found is not None:
             return planner.plan_linked(
                 record, found, direction=direction, settings=settings, adopted=True
             )
     return planner.plan_create(record, direction=direction, now=now)
+
+
+def _adoption_candidates(record: Record, advoware: AdvowareClient) -> list[Record]:
+    """Parties named like the entity now or like the interrupted create sent it."""
+    names = [mapping.from_espocrm(record).get("name") or "", planner.pending_name(record)]
+    found: dict[Any, Record] = {}
+    for name in dict.fromkeys(n for n in names if n):
+        for party in advoware.find_beteiligte(name):
+            found.setdefault(party.get("betNr"), party)
+    return list(found.values())
 
 
 def _log_plan(plan: Plan, planned: planner.Planned, log: logging.Logger) -> None:
@@ -340,6 +394,9 @@ def _apply_locked(
     lock_fields = status.lock(record, clock())
     if plan.create_pending:
         lock_fields["advowareRowId"] = plan.create_pending
+        # What is sent, so a party left by an interrupted create is recognised even after a
+        # person's edit (no baseline exists yet; the success overwrites it).
+        lock_fields["syncedHash"] = mapping.business_hash(mapping.from_espocrm(record))
     try:
         locked = espocrm.update_beteiligte(
             entity_id, lock_fields, version_number=record.get("versionNumber")
@@ -428,6 +485,21 @@ def validate_entity(
     side alone, so validation checks only that the target holds the source's Kommunikation.
     """
     planner.check_direction(direction)
+    try:
+        return _validate_entity(entity_id, espocrm, advoware, clock, settings, direction, log)
+    except ApiError as exc:
+        return _unrecorded_failure({"id": entity_id}, exc, log)
+
+
+def _validate_entity(
+    entity_id: str,
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    clock: Clock,
+    settings: SyncSettings | None,
+    direction: str,
+    log: logging.Logger,
+) -> EntityResult:
     settings = settings or SyncSettings()
     record = espocrm.get_beteiligte(entity_id)
     betnr = record.get("betnr")

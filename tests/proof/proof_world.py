@@ -1,0 +1,243 @@
+"""The two systems the model-based proof runs against, behind one small interface.
+
+:class:`FakeWorld` is the in-memory pair of :mod:`tests.fakes` with a fault-injecting proxy in
+front of each client; :class:`SandboxWorld` is the real sandbox over HTTP, talked to through
+the Airflow hooks (faults through the sandbox's admin API). The state machine in
+``proof_machine.py`` only knows this interface: person edits, reading the true state of both
+sides, arming faults, and the clients the engine uses.
+
+A *crash* (the worker process dies between two writes) is modelled by :class:`Crash`, a
+``BaseException`` the engine cannot catch: the run stops where it is, whatever it wrote stays,
+its locks stay behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
+from include.beteiligte_sync.errors import AuthFailed, RateLimited, ServerError
+from tests.fakes import FakeClock, FakePair
+
+ESPOCRM_METHODS = ("iter_beteiligte", "get_beteiligte", "update_beteiligte", "post_note")
+ADVOWARE_METHODS = (
+    "get_beteiligte",
+    "find_beteiligte",
+    "create_beteiligte",
+    "update_beteiligte",
+    "create_kommunikation",
+    "update_kommunikation",
+)
+FAULT_KINDS = ("server_error", "timeout", "rate_limited", "token_expiry", "lost_response", "crash")
+
+
+class Crash(BaseException):
+    """The worker died: escapes every ``except Exception`` in the engine."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault: ``method`` of ``side`` fails ``times`` times after ``skip`` calls."""
+
+    side: str
+    method: str
+    kind: str
+    skip: int = 0
+    times: int = 1
+
+
+class World(Protocol):
+    """What the state machine needs from a pair of systems."""
+
+    espocrm: EspoCrmClient
+    advoware: AdvowareClient
+
+    def now(self) -> datetime:
+        """The engine's clock."""
+        ...
+
+    def jump(self, minutes: float) -> None:
+        """Move the engine's clock (and, for the fakes, the servers' clocks)."""
+        ...
+
+    def espo_records(self) -> list[Record]:
+        """All EspoCRM records as stored."""
+        ...
+
+    def advo_parties(self) -> dict[int, Record]:
+        """All Advoware parties as stored (true ``kommKz``), by betNr."""
+        ...
+
+    def notes(self, entity_id: str) -> list[str]:
+        """Texts of the stream notes of an entity."""
+        ...
+
+    def espo_create(self, fields: Mapping[str, Any]) -> Record:
+        """A person creates a record in EspoCRM."""
+        ...
+
+    def espo_edit(self, entity_id: str, fields: Mapping[str, Any]) -> None:
+        """A person edits a record in EspoCRM."""
+        ...
+
+    def advo_edit(self, betnr: int, fields: Mapping[str, Any]) -> None:
+        """A person edits a party's own fields in Advoware."""
+        ...
+
+    def advo_komm(self, betnr: int, komm_id: int | None, fields: Mapping[str, Any]) -> None:
+        """A person changes (``komm_id``) or adds (``None``) a Kommunikation in Advoware."""
+        ...
+
+    def arm(self, fault: Fault) -> None:
+        """Inject a fault."""
+        ...
+
+    def clear_faults(self) -> None:
+        """No more faults."""
+        ...
+
+
+# --- the fault proxy (both worlds use it for crashes; the fakes for everything) -------------
+
+
+@dataclass
+class _Armed:
+    fault: Fault
+    skip: int
+    times: int
+
+
+def _fault_error(kind: str, request: str) -> Exception:
+    if kind == "server_error":
+        return ServerError("server error", status=503, request=request)
+    if kind in ("timeout", "lost_response"):
+        return ServerError("no response (timeout)", status=None, request=request)
+    if kind == "rate_limited":
+        return RateLimited("rate limited", status=429, retry_after=1, request=request)
+    if kind == "token_expiry":
+        # The hook renews an expired token once; a refused renewal reaches the engine as this.
+        return AuthFailed("token expired and renewal refused", status=401, request=request)
+    raise ValueError(kind)
+
+
+class FaultyClient:
+    """Wraps a client; armed faults fire on the named methods (before or after the call)."""
+
+    def __init__(self, inner: Any, side: str) -> None:
+        self._inner = inner
+        self._side = side
+        self._armed: list[_Armed] = []
+        self.fired = 0
+
+    def arm(self, fault: Fault) -> None:
+        """Add a fault for one of this client's methods."""
+        self._armed.append(_Armed(fault, fault.skip, fault.times))
+
+    def clear(self) -> None:
+        """Forget every armed fault."""
+        self._armed.clear()
+
+    def _due(self, method: str) -> Fault | None:
+        for armed in self._armed:
+            if armed.fault.method != method or armed.times <= 0:
+                continue
+            if armed.skip > 0:
+                armed.skip -= 1
+                continue
+            armed.times -= 1
+            self.fired += 1
+            return armed.fault
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if not callable(target) or name.startswith("_"):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            fault = self._due(name)
+            request = f"{self._side}.{name}"
+            if fault is None:
+                return _materialise(target(*args, **kwargs))
+            if fault.kind == "crash":
+                raise Crash(request)
+            if fault.kind == "lost_response":
+                _materialise(target(*args, **kwargs))  # performed, answer lost
+            raise _fault_error(fault.kind, request)
+
+        return call
+
+
+def _materialise(result: Any) -> Any:
+    # A generator would run its body (and our fault check) late; lists keep the order honest.
+    return list(result) if isinstance(result, Iterator) else result
+
+
+# --- in memory --------------------------------------------------------------------------------
+
+
+class FakeWorld:
+    """The in-memory fakes with fault proxies."""
+
+    def __init__(self) -> None:
+        self.pair = FakePair(clock=FakeClock(datetime(2026, 2, 8, 10, 0, tzinfo=UTC)))
+        self.espocrm_proxy = FaultyClient(self.pair.espocrm, "espocrm")
+        self.advoware_proxy = FaultyClient(self.pair.advoware, "advoware")
+        self.espocrm: EspoCrmClient = self.espocrm_proxy  # type: ignore[assignment]
+        self.advoware: AdvowareClient = self.advoware_proxy  # type: ignore[assignment]
+
+    def now(self) -> datetime:
+        return self.pair.clock()
+
+    def jump(self, minutes: float) -> None:
+        self.pair.clock.advance(minutes=minutes)
+
+    def espo_records(self) -> list[Record]:
+        return [copy.deepcopy(r) for r in self.pair.espocrm.records.values()]
+
+    def advo_parties(self) -> dict[int, Record]:
+        return copy.deepcopy(self.pair.advoware.parties)
+
+    def notes(self, entity_id: str) -> list[str]:
+        return self.pair.espocrm.notes_for(entity_id)
+
+    def espo_create(self, fields: Mapping[str, Any]) -> Record:
+        return self.pair.espocrm.create_as_person(fields)
+
+    def espo_edit(self, entity_id: str, fields: Mapping[str, Any]) -> None:
+        self.pair.espocrm.edit_as_person(entity_id, fields)
+
+    def advo_edit(self, betnr: int, fields: Mapping[str, Any]) -> None:
+        self.pair.advoware.edit_as_person(betnr, fields)
+
+    def advo_komm(self, betnr: int, komm_id: int | None, fields: Mapping[str, Any]) -> None:
+        self.pair.advoware.edit_kommunikation_as_person(betnr, komm_id, fields)
+
+    def arm(self, fault: Fault) -> None:
+        proxy = self.espocrm_proxy if fault.side == "espocrm" else self.advoware_proxy
+        proxy.arm(fault)
+
+    def clear_faults(self) -> None:
+        self.espocrm_proxy.clear()
+        self.advoware_proxy.clear()
+
+
+class OffsetClock:
+    """Real time plus a jump offset (the sandbox servers keep their own real clocks)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def fresh_ids() -> Callable[[], int]:
+    """A counter for unique generated values."""
+    counter = itertools.count(1)
+    return lambda: next(counter)
