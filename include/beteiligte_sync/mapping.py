@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +25,8 @@ from typing import Any, Literal
 from include.beteiligte_sync.errors import EntityError
 
 Canonical = dict[str, str | None]
+#: C0 control characters and DEL, except tab, line feed and carriage return (trimmed anyway).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: EspoCRM varchar default maximum length.
 ESPOCRM_VARCHAR_MAX = 255
 
@@ -66,6 +69,10 @@ def _text(value: Any, spec: FieldMap, system: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise EntityError(f"{spec.espocrm}: {system} value is not text ({type(value).__name__})")
+    if _CONTROL.search(value):
+        # NUL, ESC and friends are never typed on purpose; they break the other system's
+        # storage or display. A person must look at the value, we do not clean it silently.
+        raise EntityError(f"{spec.espocrm}: {system} value contains control characters")
     return value.strip() or None
 
 

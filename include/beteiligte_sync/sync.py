@@ -200,7 +200,7 @@ def _plan(
     """Fetch what the decision needs (one Advoware GET) and plan. NotFound propagates."""
     betnr = record.get("betnr")
     if betnr:
-        advo = advoware.get_beteiligte(int(betnr))
+        advo = _checked_party(advoware.get_beteiligte(_checked_betnr(betnr)))
         return planner.plan_linked(record, advo, direction=direction, settings=settings)
     if planner.is_create_pending(record):
         # A previous run started a create and may have been interrupted after the POST.
@@ -212,6 +212,30 @@ def _plan(
                 record, found, direction=direction, settings=settings, adopted=True
             )
     return planner.plan_create(record, direction=direction, now=now)
+
+
+def _checked_betnr(betnr: object) -> int:
+    """The EspoCRM ``betnr`` as a number (EntityError for anything else)."""
+    if isinstance(betnr, bool) or not isinstance(betnr, int | str):
+        raise EntityError("betnr is not a number; correct it in EspoCRM")
+    try:
+        return int(betnr)
+    except ValueError:
+        raise EntityError("betnr is not a number; correct it in EspoCRM") from None
+
+
+def _checked_party(party: object) -> Record:
+    """The Advoware answer in the shape the planner reads, else a readable EntityError."""
+    if not isinstance(party, dict) or not party:
+        raise EntityError("Advoware answered the party GET with something that is not a party")
+    if isinstance(party.get("betNr"), bool) or not isinstance(party.get("betNr"), int):
+        raise EntityError("Advoware party answer has no numeric betNr")
+    kommunikation = party.get("kommunikation")
+    if kommunikation is not None and not (
+        isinstance(kommunikation, list) and all(isinstance(k, dict) for k in kommunikation)
+    ):
+        raise EntityError("Advoware party answer: kommunikation is not a list of entries")
+    return party
 
 
 def _adoption_candidates(record: Record, advoware: AdvowareClient) -> list[Record]:
@@ -511,7 +535,7 @@ def _validate_entity(
     try:
         if not betnr:
             raise EntityError("Validation failed: no betnr after the sync")
-        advo = advoware.get_beteiligte(int(betnr))
+        advo = _checked_party(advoware.get_beteiligte(_checked_betnr(betnr)))
         diffs = planner.differences(record, advo, direction=direction)
     except NotFound:
         return _mark_deleted(record, espocrm, now, False, log)
