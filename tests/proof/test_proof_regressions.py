@@ -1,0 +1,60 @@
+"""Regression tests for the engine bugs the model-based proof found (one test per fix)."""
+
+from __future__ import annotations
+
+from include.beteiligte_sync.errors import AuthFailed, ServerError
+from include.beteiligte_sync.sync import sync_all
+from tests.engine.helpers import linked_pair, run
+from tests.fakes import FakePair
+
+
+def test_failed_outcome_write_does_not_escape_and_the_run_goes_on() -> None:
+    pair = FakePair()
+    first, _ = linked_pair(pair)
+    second = pair.espocrm.create_as_person({"name": "Zweite"})["id"]
+    pair.espocrm.edit_as_person(first, {"vorname": "Moritz"})
+    # lock, Advoware write, then validation's final write is refused (token renewal refused)
+    pair.espocrm.fail_on("update_beteiligte", AuthFailed("refused", status=401), skip=1)
+    results = {r.entity_id: r for r in sync_all(pair.espocrm, pair.advoware, clock=pair.clock)}
+    assert results[first].outcome == "failed" and "AuthFailed" in (results[first].error or "")
+    assert pair.espocrm.record(second)["syncStatus"] == "clean"
+
+
+def test_crash_after_the_advoware_marker_cannot_lose_a_value_typed_in_advoware() -> None:
+    pair = FakePair()
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.edit_kommunikation_as_person(betnr, None, {"tlf": "+49 30 777", "kommKz": 1})
+    # the EspoCRM write of the plan fails and so does the release: lock stays behind
+    pair.espocrm.fail_on("update_beteiligte", ServerError("down"), skip=1, times=2)
+    run(pair, entity_id)
+    pair.clock.advance(minutes=30)
+    assert run(pair, entity_id).status == "clean"
+    phones = [p["phoneNumber"] for p in pair.espocrm.record(entity_id)["phoneNumberData"]]
+    tlfs = [k["tlf"] for k in pair.advoware.party(betnr)["kommunikation"]]
+    assert phones == ["+49 30 777"] and tlfs == ["+49 30 777"]
+
+
+def test_create_stores_its_baseline_so_a_later_advoware_edit_wins() -> None:
+    pair = FakePair()
+    entity_id = pair.espocrm.create_as_person({"name": "Neu"})["id"]
+    pair.advoware.fail_on("get_beteiligte", ServerError("down"))  # validation cannot read
+    assert run(pair, entity_id).status == "failed"
+    betnr = pair.espocrm.record(entity_id)["betnr"]
+    pair.advoware.edit_as_person(betnr, {"name": "Neu Umbenannt"})
+    for _ in range(3):
+        pair.clock.advance(minutes=20)
+        run(pair, entity_id)
+    assert pair.espocrm.record(entity_id)["name"] == "Neu Umbenannt"
+    assert pair.advoware.party(betnr)["name"] == "Neu Umbenannt"
+
+
+def test_interrupted_create_is_adopted_after_a_rename() -> None:
+    pair = FakePair()
+    entity_id = pair.espocrm.create_as_person({"name": "Alt GmbH", "rechtsform": "GmbH"})["id"]
+    pair.advoware.fail_on("create_beteiligte", ServerError("lost"), after_perform=True)
+    run(pair, entity_id)
+    pair.espocrm.edit_as_person(entity_id, {"name": "Neu GmbH"})
+    pair.clock.advance(minutes=2)
+    assert run(pair, entity_id).status == "clean"
+    assert len(pair.advoware.parties) == 1
+    assert next(iter(pair.advoware.parties.values()))["name"] == "Neu GmbH"
