@@ -25,7 +25,7 @@ airflow backfill create --dag-id beteiligte_backfill \\
 
 A manual trigger of this DAG covers the (UTC) day of its logical date.
 
-Each interval is cut into at most 64 work units, so even tens of thousands of parties per day do
+Each interval is cut into at most 16 work units, so even tens of thousands of parties per day do
 not flood the scheduler.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,8 @@ from beteiligte_tasks import (
 DOC = """
 ### Beteiligte sync (EspoCRM <-> Advoware)
 
-Runs every 15 minutes and on demand. Tasks:
+Runs every 15 minutes (environment variable `BETEILIGTE_SYNC_SCHEDULE` of the scheduler and
+dag-processor: another cron, or `none` for manual runs only) and on demand. Tasks:
 
 1. **reset_permanently_failed**: entities whose `syncAutoResetAt` has passed go back to `failed`.
 2. **fetch_candidates**: `pending_sync`, `dirty`, `failed` with backoff over, stale locks, and the
@@ -67,9 +69,13 @@ PARAMS = {
 }
 
 
+#: Cron of the scheduled runs; ``BETEILIGTE_SYNC_SCHEDULE=none`` leaves only manual runs.
+SCHEDULE = os.environ.get("BETEILIGTE_SYNC_SCHEDULE", "*/15 * * * *")
+
+
 @dag(
     dag_id="beteiligte_sync",
-    schedule="*/15 * * * *",
+    schedule=None if SCHEDULE.strip().lower() in ("", "none") else SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -13,8 +13,10 @@ import math
 from collections.abc import Sequence
 from typing import TypedDict
 
-#: Default bound on mapped task instances per mapped task and run (well below max_map_length 1024).
-DEFAULT_MAX_UNITS = 64
+#: Default bound on mapped task instances per mapped task and run (far below max_map_length 1024:
+#: each task instance costs about a second of scheduler and worker start-up, so a few well-filled
+#: batches beat many small ones once a run has more than a handful of entities).
+DEFAULT_MAX_UNITS = 16
 
 
 class WorkUnit(TypedDict):

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 
+from include.beteiligte_sync.fanout import DEFAULT_MAX_UNITS
 from sandbox.server import Sandbox
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
@@ -196,3 +198,23 @@ def test_backfill_covers_three_intervals(dags: dict[str, Any], sb: Sandbox) -> N
     assert synced == [1, 1, 1]
     assert all(r["betnr"] for r in espo_state(sb).values())
     assert len(sb.advoware_admin.state()["Beteiligte"]) == 3
+
+
+def test_two_thousand_candidates_stay_within_the_mapped_instance_bound(
+    dags: dict[str, Any], sb: Sandbox
+) -> None:
+    sb.espocrm_admin.load({"espocrm": {"CBeteiligte": [person(n) for n in range(2000)]}})
+    dag_run, report = run(dags["beteiligte_sync"])
+    assert dag_run.state == "success"
+    with create_session() as session:
+        mapped = {
+            task_id: session.query(TaskInstance)
+            .filter_by(dag_id="beteiligte_sync", run_id=dag_run.run_id, task_id=task_id)
+            .count()
+            for task_id in ("sync", "validate")
+        }
+    assert 1 < mapped["sync"] <= DEFAULT_MAX_UNITS
+    assert 1 < mapped["validate"] <= DEFAULT_MAX_UNITS
+    assert report["entities"] == 2000
+    assert report["counts"]["created"] == 2000 and report["counts"]["clean"] == 2000
+    assert len(sb.advoware_admin.state()["Beteiligte"]) == 2000
