@@ -12,9 +12,9 @@ party with a pending change. Asserted for every case:
 * ``tolerated`` cases (a damaged marker, text that is merely unusual: non-BMP, HTML, control
   characters in user text): the data is synced as it is, the damaged marker kept as user text.
 
-Inputs only an API can produce (truncated JSON, wrong JSON types, unexpected status codes,
-wrong content types) are played by a scripted HTTP server against the real hooks
-(``test_proof_bad_api_answers.py``); here the same shapes come through a client proxy.
+Answers only an API can produce (a party without betNr, not an object, kommunikation of the
+wrong type) come through a client proxy here. Not yet covered: truncated JSON, unexpected
+status codes and wrong content types played by a scripted HTTP server against the hooks.
 """
 
 from __future__ import annotations
