@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow.sdk import get_current_context, task
 from airflow.sdk.definitions.xcom_arg import XComArg
+from airflow.sdk.exceptions import AirflowFailException
 from beteiligte_monitoring import monitor_report, on_failure
 from hooks.advoware import AdvowareHook
 from hooks.espocrm import EspoCrmHook
@@ -224,9 +225,10 @@ def sync(unit: WorkUnit) -> dict[str, Any]:
     return sync_unit(unit, _label_unit(unit))
 
 
-@task
+@task(trigger_rule="all_done")
 def collect_written(sync_outputs: list[dict[str, Any]]) -> list[WorkUnit]:
-    """The entities that were written and wait for their validation."""
+    """The entities that were written and wait for their validation (also when another work
+    unit failed: the written entities of the successful ones are validated and released)."""
     return needing_validation(o for o in sync_outputs if o)
 
 
@@ -249,11 +251,23 @@ def report_task(
     return summary
 
 
+@task(task_id="fail_if_a_task_failed", trigger_rule="one_failed", retries=0)
+def fail_if_a_task_failed() -> None:
+    """Leaf that fails the run when any task failed for good: the report runs anyway
+    (``all_done``), and without this leaf the run itself would show success."""
+    raise AirflowFailException("A task of this run failed; see its log. The report lists the rest.")
+
+
 def sync_validate_report(units: XComArg, reset_output: XComArg | None = None) -> None:
     """Wire ``sync`` (mapped) -> ``collect_written`` -> ``validate`` (mapped) -> ``report``.
 
     Shared by the scheduled/manual DAG and the backfill DAG: one code path for every run kind.
     """
     synced = sync.expand(unit=units)
-    validated = validate.expand(unit=collect_written(synced))
-    report_task(reset_output, synced, validated)
+    written = collect_written(synced)
+    validated = validate.expand(unit=written)
+    summary = report_task(reset_output, synced, validated)
+    upstream = [units, synced, written, validated, summary]
+    if reset_output is not None:
+        upstream.append(reset_output)
+    upstream >> fail_if_a_task_failed()

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from include.beteiligte_sync.monitoring import mask_error_message
+
 #: Report rows in display order: (key, label). Keys are the engine's outcomes plus ``resets``.
 ROWS: tuple[tuple[str, str], ...] = (
     ("clean", "clean (validated)"),
@@ -49,7 +51,8 @@ class RunReport:
         return asdict(self)
 
     def render(self) -> str:
-        """A readable text table for the task log and the terminal."""
+        """A readable text table for the task log and the terminal (values in error messages
+        masked: the log must not hold names, numbers or emails)."""
         width = max(len(label) for _, label in ROWS)
         lines = [f"Beteiligte sync report: {self.entities} entities", "-" * (width + 10)]
         known = {key for key, _ in ROWS}
@@ -64,7 +67,7 @@ class RunReport:
             lines.append(f"Entities that need attention ({len(self.failures)}):")
             for item in self.failures:
                 betnr = item.get("betnr") or "-"
-                error = item.get("error") or ""
+                error = mask_error_message(item.get("error")) or ""
                 lines.append(f"  {item['entity_id']}  betnr {betnr}  {item['outcome']}: {error}")
         for warning in self.warnings:
             lines.append(f"WARNING: {warning}")

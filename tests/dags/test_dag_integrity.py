@@ -25,7 +25,8 @@ def test_every_dag_has_owner_tags_retries_and_docs(dagbag: DagBag) -> None:
         assert dag.max_active_runs == 1, dag_id
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id}"
-            assert task.retries >= 1, f"{dag_id}.{task.task_id}"
+            if task.task_id != "fail_if_a_task_failed":  # retrying it only delays the verdict
+                assert task.retries >= 1, f"{dag_id}.{task.task_id}"
 
 
 def test_sync_dag_has_the_documented_tasks(dagbag: DagBag) -> None:

@@ -34,6 +34,7 @@ def test_report_counts_outcomes_validation_and_failures():
     text = report.render()
     assert "validation failures" in text and "API calls advoware" in text
     assert "Validation failed: name" in text
+    assert "a != b" not in text  # values never reach the log
 
 
 def test_report_warns_above_thresholds():
