@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from include.tools.airflow_runtime import AirflowComponents
 from sandbox.generate import generate_scenario
 from sandbox.server import Sandbox
-from tests.airflow_runtime import AirflowComponents
 
 pytestmark = pytest.mark.airflow_server
 

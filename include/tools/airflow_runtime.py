@@ -1,8 +1,9 @@
-"""Start real Airflow components for a test: api-server, scheduler, dag-processor (and optionally
-Celery workers), each a subprocess on 127.0.0.1, against a fresh AIRFLOW_HOME.
+"""Start real Airflow components for a test or the benchmark: api-server, scheduler,
+dag-processor (and optionally Celery workers), each a subprocess on 127.0.0.1, against a fresh
+AIRFLOW_HOME, and drive them through the REST API.
 
-The config is rendered by the project's own setup tool, so the test exercises the same
-``airflow.cfg.template`` and pools as ``make setup``.
+The config is rendered by the project's own setup tool, so callers exercise the same
+``airflow.cfg.template`` and pools as ``make setup``. Airflow is never imported here.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ from typing import Any
 
 import requests
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 PASSWORD = "test-admin-password"
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 class AirflowComponents:
-    """Context manager: a running Airflow installation for one test module."""
+    """Context manager: a running Airflow installation (one test module, one benchmark)."""
 
     def __init__(
         self,
@@ -91,6 +93,7 @@ class AirflowComponents:
         return proc
 
     def stop(self, key: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one component (its whole process group), forcefully after 30 s."""
         proc = self.procs.pop(key)
         if proc.poll() is None:
             os.killpg(proc.pid, sig)
@@ -114,6 +117,7 @@ class AirflowComponents:
     # --- REST API ------------------------------------------------------------------------
 
     def wait_for_api(self, timeout: float = 120) -> None:
+        """Block until the API server answers its health check."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -126,6 +130,7 @@ class AirflowComponents:
 
     @property
     def token(self) -> str:
+        """A JWT of the admin user (fetched once)."""
         if self._token is None:
             answer = requests.post(
                 f"{self.base_url}/auth/token",
@@ -137,12 +142,14 @@ class AirflowComponents:
         return self._token
 
     def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        """One authorised request to ``/api/v2<path>``."""
         headers = {"Authorization": f"Bearer {self.token}"}
         return requests.request(
             method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=30, **kw
         )
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        """Block until the dag-processor has parsed ``dag_id``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.api("GET", f"/dags/{dag_id}").status_code == 200:
@@ -151,23 +158,34 @@ class AirflowComponents:
         raise TimeoutError(f"DAG {dag_id} was not parsed\n{self.logs()}")
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
+        """Trigger a run with ``conf``; return its run id."""
         answer = self.api(
             "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}
         )
         assert answer.status_code in (200, 201), answer.text
         return str(answer.json()["dag_run_id"])
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 2.0
+    ) -> str:
+        """Block until the run ends; return its final state (``success`` or ``failed``)."""
         deadline = time.monotonic() + timeout
         state = "unknown"
         while time.monotonic() < deadline:
             state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
             if state in ("success", "failed"):
                 return state
-            time.sleep(2)
+            time.sleep(poll)
         raise TimeoutError(f"run {run_id} still {state}\n{self.logs()}")
 
+    def run_info(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """The run as the REST API shows it (``state``, ``queued_at``, ``start_date``, ...)."""
+        answer = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        answer.raise_for_status()
+        return dict(answer.json())
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """The ``return_value`` XCom of one task instance, deserialised."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
         answer = self.api("GET", path, params={"map_index": map_index, "deserialize": True})
         answer.raise_for_status()
