@@ -33,11 +33,13 @@ PROFILES = {
         "celery_broker_url": "redis://127.0.0.1:6379/0",
         "celery_result_backend": "redis://127.0.0.1:6379/1",
     },
+    # PostgreSQL metadata DB (driver psycopg2, async engine asyncpg: requirements-distributed.txt)
+    # and CeleryExecutor with Redis as broker and result backend (one Redis db number).
     "distributed": {
         "executor": "CeleryExecutor",
         "sql_alchemy_conn": "postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
         "celery_broker_url": "redis://127.0.0.1:6379/{redis_db}",
-        "celery_result_backend": "db+postgresql://postgres@127.0.0.1:5432/{database}",
+        "celery_result_backend": "redis://127.0.0.1:6379/{redis_db}",
     },
 }
 
