@@ -94,3 +94,13 @@ class EntityError(SyncError):
     The message is written to the entity's ``syncErrorMessage``: it must be readable by a person
     and must not contain full personal values (names, numbers, emails).
     """
+
+
+class BadResponse(ServerError):
+    """The API answered with a success status but not with what was asked for: no JSON, JSON
+    cut off, an empty body, or JSON of the wrong shape (a list where an object belongs).
+
+    A ``ServerError`` (the server misbehaved), so code that handles those handles this too. The
+    message says what was wrong with the answer; the answer itself is not kept (it may hold
+    personal data).
+    """

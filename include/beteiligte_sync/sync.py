@@ -19,7 +19,7 @@ from include.beteiligte_sync import kommunikation as komm
 from include.beteiligte_sync import mapping, planner, status
 from include.beteiligte_sync.apply import apply_plan
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record, WhereItem
-from include.beteiligte_sync.errors import ApiError, Conflict, EntityError, NotFound
+from include.beteiligte_sync.errors import ApiError, BadResponse, Conflict, EntityError, NotFound
 from include.beteiligte_sync.plan import Plan, render
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.status import OUTCOMES, Outcome, SyncStatus
@@ -84,7 +84,10 @@ def describe_error(exc: BaseException) -> str:
             parts.append(f"status {exc.status}")
         if exc.reason:
             parts.append(f"reason {exc.reason}")
-        return "API error: " + ", ".join(parts)
+        text = "API error: " + ", ".join(parts)
+        if isinstance(exc, BadResponse) and exc.args:
+            text += f" ({exc.args[0]})"  # what was wrong with the answer; never its content
+        return text
     return f"internal error: {type(exc).__name__}"
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import requests
 
 from hooks.base import JsonApiHook, base_url_from_connection
-from include.beteiligte_sync.errors import AuthFailed, ServerError
+from include.beteiligte_sync.errors import AuthFailed, BadResponse, ServerError
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -263,14 +263,21 @@ class AdvowareHook(JsonApiHook):
 
     def get_beteiligte(self, betnr: int) -> Record:
         """Return one party including its ``kommunikation`` list; ``NotFound`` if unknown."""
-        party = dict(self._call("GET", PARTY_PATH, ids={"betNr": betnr}))
+        answer = self._call("GET", PARTY_PATH, ids={"betNr": betnr})
+        party = self._object_answer(answer, f"GET {PARTY_PATH}")
         self._remember_komm_ids(party)
         return party
 
     def find_beteiligte(self, name: str) -> list[Record]:
         """Return the parties whose ``name`` equals ``name`` (``GET .../Beteiligte?name=``)."""
         answer = self._call("GET", BETEILIGTE_PATH, params={"name": name}) or []
-        parties = list(answer.get("list", []) if isinstance(answer, Mapping) else answer)
+        parties = answer.get("list", []) if isinstance(answer, Mapping) else answer
+        if not isinstance(parties, list):
+            raise BadResponse(
+                "Advoware answered the party search with something that is not a list",
+                request=f"GET {BETEILIGTE_PATH}",
+            )
+        parties = [self._object_answer(p, f"GET {BETEILIGTE_PATH}") for p in parties]
         for party in parties:
             self._remember_komm_ids(party)
         return parties

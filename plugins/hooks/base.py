@@ -42,6 +42,7 @@ from include.beteiligte_sync.errors import (
     ApiError,
     AuthFailed,
     BadRequest,
+    BadResponse,
     Conflict,
     Forbidden,
     NotFound,
@@ -128,6 +129,17 @@ def format_path(template: str, ids: Mapping[str, object] | None = None) -> str:
     if not ids:
         return template
     return template.format(**{key: quote(str(value), safe="") for key, value in ids.items()})
+
+
+def _json_kind(answer: Any) -> str:
+    """What a decoded JSON answer is, in words for an error message (never its content)."""
+    if answer is None:
+        return "an empty body"
+    kinds = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean"}
+    for kind, words in kinds.items():
+        if isinstance(answer, kind):
+            return words
+    return "a JSON number" if isinstance(answer, int | float) else "an unexpected JSON value"
 
 
 def _retry_after_seconds(response: requests.Response) -> float | None:
@@ -476,14 +488,26 @@ class JsonApiHook(BaseHook):
         return BadRequest(f"{label}: request rejected", **kw)
 
     def _decode(self, response: requests.Response, request: str) -> Any:
-        """The JSON answer, or ``None`` for an empty body."""
+        """The JSON answer, or ``None`` for an empty body; ``BadResponse`` if it is not JSON
+        (an HTML error page, JSON cut off)."""
         if not response.content:
             return None
         try:
             return response.json()
         except ValueError:
-            raise ServerError(
-                f"{self.api_label}: answer is not JSON",
+            raise BadResponse(
+                f"{self.api_label} answer is not JSON",
                 status=response.status_code,
                 request=request,
             ) from None
+
+    def _object_answer(self, answer: Any, request: str) -> dict[str, Any]:
+        """``answer`` as a dict, or ``BadResponse`` naming what came instead (an empty body, a
+        list, a string...): a decoded answer of the wrong shape must not reach the engine as a
+        ``TypeError``. ``request`` is ``"METHOD /path/template"``."""
+        if isinstance(answer, Mapping):
+            return dict(answer)
+        raise BadResponse(
+            f"{self.api_label} answered {_json_kind(answer)} where an object was expected",
+            request=request,
+        )

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hooks.base import JsonApiHook, base_url_from_connection
-from include.beteiligte_sync.errors import BadRequest, Conflict, NotFound
+from include.beteiligte_sync.errors import BadRequest, BadResponse, Conflict, NotFound
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -145,6 +145,17 @@ class EspoCrmHook(JsonApiHook):
             "connection's password field (the API user's key) and that the API user is active"
         )
 
+    def _page(self, answer: Any, template: str) -> dict[str, Any]:
+        """A list answer ``{"list": [...], "total": n}`` with ``list`` a list of records, else
+        ``BadResponse`` (an empty or misshapen page must not read as "no records")."""
+        page = self._object_answer(answer, f"GET {template}")
+        records = page.get("list")
+        if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
+            raise BadResponse(
+                "EspoCRM list answer has no list of records", request=f"GET {template}"
+            )
+        return page
+
     # -- CBeteiligte ---------------------------------------------------------------------------
 
     def iter_beteiligte(
@@ -175,8 +186,8 @@ class EspoCrmHook(JsonApiHook):
         while limit is None or yielded < limit:
             size = self.page_size if limit is None else min(self.page_size, limit - yielded)
             params = [*base_params, ("maxSize", str(size)), ("offset", str(offset))]
-            page = self._call("GET", ENTITY_PATH, params=params) or {}
-            records = page.get("list") or []
+            page = self._page(self._call("GET", ENTITY_PATH, params=params), ENTITY_PATH)
+            records = page["list"]
             yield from records
             yielded += len(records)
             offset += len(records)
@@ -186,12 +197,13 @@ class EspoCrmHook(JsonApiHook):
     def count_beteiligte(self, where: Sequence[WhereItem] = ()) -> int:
         """Number of ``CBeteiligte`` matching ``where`` (one request, no records fetched)."""
         params = [*build_where_params(where), ("maxSize", "1"), ("select", "id")]
-        page = self._call("GET", ENTITY_PATH, params=params) or {}
+        page = self._page(self._call("GET", ENTITY_PATH, params=params), ENTITY_PATH)
         return int(page.get("total", 0) or 0)
 
     def get_beteiligte(self, entity_id: str) -> Record:
         """Return one ``CBeteiligte`` record; ``NotFound`` if it does not exist."""
-        return dict(self._call("GET", RECORD_PATH, ids={"id": entity_id}))
+        answer = self._call("GET", RECORD_PATH, ids={"id": entity_id})
+        return self._object_answer(answer, f"GET {RECORD_PATH}")
 
     def create_beteiligte(self, data: Mapping[str, Any]) -> Record:
         """Create a ``CBeteiligte`` and return it (with ``id`` and server-set fields).
@@ -199,7 +211,8 @@ class EspoCrmHook(JsonApiHook):
         Not repeated after an ambiguous failure: EspoCRM offers no key to recognise the new
         record by, and a duplicate party is worse than an error the caller can retry.
         """
-        return dict(self._call("POST", ENTITY_PATH, json_body=dict(data)))
+        answer = self._call("POST", ENTITY_PATH, json_body=dict(data))
+        return self._object_answer(answer, f"POST {ENTITY_PATH}")
 
     def update_beteiligte(
         self, entity_id: str, data: Mapping[str, Any], *, version_number: int | None = None
@@ -213,7 +226,8 @@ class EspoCrmHook(JsonApiHook):
         """
         body = dict(data)
         if version_number is None:
-            return dict(self._call("PUT", RECORD_PATH, ids={"id": entity_id}, json_body=body))
+            answer = self._call("PUT", RECORD_PATH, ids={"id": entity_id}, json_body=body)
+            return self._object_answer(answer, f"PUT {RECORD_PATH}")
 
         def recover() -> Record | None:
             current = self.get_beteiligte(entity_id)
@@ -228,17 +242,16 @@ class EspoCrmHook(JsonApiHook):
                 request=f"PUT {RECORD_PATH}",
             )
 
-        return dict(
-            self._call(
-                "PUT",
-                RECORD_PATH,
-                ids={"id": entity_id},
-                json_body=body,
-                headers={"X-Version-Number": str(version_number)},
-                idempotent=False,  # a repeat would hit 409 after our own first write landed
-                recover=recover,
-            )
+        answer = self._call(
+            "PUT",
+            RECORD_PATH,
+            ids={"id": entity_id},
+            json_body=body,
+            headers={"X-Version-Number": str(version_number)},
+            idempotent=False,  # a repeat would hit 409 after our own first write landed
+            recover=recover,
         )
+        return self._object_answer(answer, f"PUT {RECORD_PATH}")
 
     def delete_beteiligte(self, entity_id: str) -> None:
         """Delete a record (tools and tests only; the sync never deletes in EspoCRM)."""
@@ -249,8 +262,10 @@ class EspoCrmHook(JsonApiHook):
     def list_notes(self, entity_id: str, *, max_size: int = 50) -> list[Record]:
         """The newest stream notes of a record (newest first)."""
         params = {"maxSize": str(min(max_size, MAX_PAGE_SIZE)), "offset": "0"}
-        page = self._call("GET", STREAM_PATH, ids={"id": entity_id}, params=params) or {}
-        return list(page.get("list") or [])
+        page = self._page(
+            self._call("GET", STREAM_PATH, ids={"id": entity_id}, params=params), STREAM_PATH
+        )
+        return list(page["list"])
 
     def post_note(self, entity_id: str, text: str) -> Record:
         """Post ``text`` to the record's stream (a Note of type ``Post``) and return the Note.
@@ -265,7 +280,8 @@ class EspoCrmHook(JsonApiHook):
                     return note
             return None
 
-        return dict(self._call("POST", NOTE_PATH, json_body=body, recover=recover))
+        answer = self._call("POST", NOTE_PATH, json_body=body, recover=recover)
+        return self._object_answer(answer, f"POST {NOTE_PATH}")
 
     def check_connection(self) -> None:
         """Raise ``AuthFailed``/``ApiError`` unless the API answers a minimal list request."""
