@@ -20,8 +20,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from hooks.advoware import (
+    BETEILIGTE_PATH,
+    KOMMUNIKATION_PATH,
+    KOMMUNIKATIONEN_PATH,
+    PARTY_PATH,
+    AdvowareHook,
+)
+from hooks.espocrm import ENTITY_PATH, NOTE_PATH, RECORD_PATH, EspoCrmHook
+
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
 from include.beteiligte_sync.errors import AuthFailed, RateLimited, ServerError
+from sandbox.admin import SandboxAdmin
+from sandbox.server import Sandbox
 from tests.fakes import FakeClock, FakePair
 
 ESPOCRM_METHODS = ("iter_beteiligte", "get_beteiligte", "update_beteiligte", "post_note")
@@ -241,3 +252,150 @@ def fresh_ids() -> Callable[[], int]:
     """A counter for unique generated values."""
     counter = itertools.count(1)
     return lambda: next(counter)
+
+
+# --- over the sandbox's HTTP ------------------------------------------------------------------
+
+#: The engine's client methods as the sandbox's fault rules address them.
+FAULT_TARGETS = {
+    ("espocrm", "iter_beteiligte"): ("GET", ENTITY_PATH),
+    ("espocrm", "get_beteiligte"): ("GET", RECORD_PATH),
+    ("espocrm", "update_beteiligte"): ("PUT", RECORD_PATH),
+    ("espocrm", "post_note"): ("POST", NOTE_PATH),
+    ("advoware", "get_beteiligte"): ("GET", PARTY_PATH),
+    ("advoware", "find_beteiligte"): ("GET", BETEILIGTE_PATH),
+    ("advoware", "create_beteiligte"): ("POST", BETEILIGTE_PATH),
+    ("advoware", "update_beteiligte"): ("PUT", PARTY_PATH),
+    ("advoware", "create_kommunikation"): ("POST", KOMMUNIKATIONEN_PATH),
+    ("advoware", "update_kommunikation"): ("PUT", KOMMUNIKATION_PATH),
+}
+#: The hooks' read timeout in the sandbox world, and how long a ``hang`` fault sleeps (longer).
+READ_TIMEOUT = 1.0
+HANG_SECONDS = 1.3
+#: Connection extras of the sandbox world: two attempts per request, so a fault firing twice
+#: reaches the engine; no waiting for ``Retry-After`` (the rules say 0).
+SANDBOX_EXTRA = {"retry_attempts": 2, "read_timeout": READ_TIMEOUT}
+
+
+def sandbox_rule(fault: Fault) -> dict[str, Any] | None:
+    """The sandbox fault rule for ``fault``; ``None`` for a crash (the client proxy does that).
+
+    ``skip`` becomes a firing rate of ``1 / (skip + 1)`` (the sandbox draws it from its seeded
+    random source): the rules have no "after n calls". A timeout of a POST is a reset before the
+    request is performed: a hanging POST would be performed *after* the hook's check whether
+    its first attempt landed, which no client can tell apart (see the report of issue 8).
+    """
+    if fault.kind == "crash":
+        return None
+    method, path = FAULT_TARGETS[(fault.side, fault.method)]
+    rule: dict[str, Any] = {"method": method, "path": path, "count": fault.times}
+    rule["rate"] = 1.0 / (fault.skip + 1)
+    if fault.kind == "server_error":
+        rule.update(kind="error", status=500)
+    elif fault.kind == "timeout" and method == "POST":
+        rule.update(kind="reset")
+    elif fault.kind == "timeout":
+        rule.update(kind="hang", seconds=HANG_SECONDS)
+    elif fault.kind == "rate_limited":
+        rule.update(kind="rate_limit", retry_after=0)
+    elif fault.kind == "token_expiry":
+        # Advoware: the token expires and the hook renews it; EspoCRM has no token, its key is
+        # refused once (what a key rotation during a run looks like).
+        kind = {"kind": "expire_tokens"} if fault.side == "advoware" else {"kind": "error"}
+        rule.update(kind, status=401)
+    elif fault.kind == "lost_response":
+        rule.update(kind="drop_response")
+    else:
+        raise ValueError(fault.kind)
+    return rule
+
+
+class SandboxWorld:
+    """The sandbox servers over HTTP, through the Airflow hooks.
+
+    The hook connections must point at ``sb`` (``use_sandbox(monkeypatch, sb, **SANDBOX_EXTRA)``
+    from ``tests/integration/http_support.py``) and the servers' clocks must follow ``clock``
+    (see ``test_proof_convergence_http.py``). The sandbox is emptied for every world, so one
+    server pair serves all examples.
+    """
+
+    def __init__(self, sb: Sandbox, clock: OffsetClock) -> None:
+        self.sb = sb
+        self.clock = clock
+        clock.offset = timedelta()
+        for admin in self._admins():
+            admin.reset()
+        self.hooks = (EspoCrmHook(), AdvowareHook())
+        self.espocrm_proxy = FaultyClient(self.hooks[0], "espocrm")
+        self.advoware_proxy = FaultyClient(self.hooks[1], "advoware")
+        self.espocrm: EspoCrmClient = self.espocrm_proxy  # type: ignore[assignment]
+        self.advoware: AdvowareClient = self.advoware_proxy  # type: ignore[assignment]
+        self.rules_set = 0
+
+    def _admins(self) -> tuple[SandboxAdmin, SandboxAdmin]:
+        return self.sb.espocrm_admin, self.sb.advoware_admin
+
+    def close(self) -> None:
+        """Close the hooks' HTTP sessions."""
+        for hook in self.hooks:
+            hook.close()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def jump(self, minutes: float) -> None:
+        self.clock.offset += timedelta(minutes=minutes)
+
+    def espo_records(self) -> list[Record]:
+        return list(self.sb.espocrm_admin.state()["CBeteiligte"])
+
+    def advo_parties(self) -> dict[int, Record]:
+        return {p["betNr"]: p for p in self.sb.advoware_admin.state()["Beteiligte"]}
+
+    def notes(self, entity_id: str) -> list[str]:
+        return [
+            str(n["post"])
+            for n in self.sb.espocrm_admin.state()["Note"]
+            if n.get("parentId") == entity_id and n.get("type") == "Post"
+        ]
+
+    def espo_create(self, fields: Mapping[str, Any]) -> Record:
+        return dict(self.sb.espocrm_admin.edit(create=dict(fields)))
+
+    def espo_edit(self, entity_id: str, fields: Mapping[str, Any]) -> None:
+        self.sb.espocrm_admin.edit(id=entity_id, fields=dict(fields))
+
+    def advo_edit(self, betnr: int, fields: Mapping[str, Any]) -> None:
+        self.sb.advoware_admin.edit(betNr=betnr, fields=dict(fields))
+
+    def advo_komm(self, betnr: int, komm_id: int | None, fields: Mapping[str, Any]) -> None:
+        entry = dict(fields) if komm_id is None else {"id": komm_id, **fields}
+        self.sb.advoware_admin.edit(betNr=betnr, kommunikation=entry)
+
+    def arm(self, fault: Fault) -> None:
+        rule = sandbox_rule(fault)
+        if rule is None:
+            proxy = self.espocrm_proxy if fault.side == "espocrm" else self.advoware_proxy
+            proxy.arm(fault)
+            return
+        admin = self.sb.espocrm_admin if fault.side == "espocrm" else self.sb.advoware_admin
+        # Setting rules replaces them (and restarts their counts): carry over what is left.
+        rules = [r for r in (_left(r) for r in admin.faults()["rules"]) if r is not None]
+        self.rules_set += 1
+        admin.set_faults([*rules, rule], seed=self.rules_set)
+
+    def clear_faults(self) -> None:
+        for admin in self._admins():
+            admin.clear_faults()
+        self.espocrm_proxy.clear()
+        self.advoware_proxy.clear()
+
+
+def _left(dumped: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A dumped rule with the firings it has left, or ``None`` when it is used up."""
+    rule = {k: v for k, v in dumped.items() if k != "fired"}
+    if rule.get("count") is not None:
+        rule["count"] -= dumped.get("fired", 0)
+        if rule["count"] <= 0:
+            return None
+    return rule
