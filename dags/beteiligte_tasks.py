@@ -21,7 +21,12 @@ from hooks.espocrm import EspoCrmHook
 
 from include.beteiligte_sync import sync as engine
 from include.beteiligte_sync.backfill import modified_between
-from include.beteiligte_sync.fanout import DEFAULT_MAX_UNITS, WorkUnit, split_into_units
+from include.beteiligte_sync.fanout import (
+    API_CONCURRENCY,
+    DEFAULT_MAX_UNITS,
+    WorkUnit,
+    split_into_units,
+)
 from include.beteiligte_sync.monitoring import sync_settings_from_env
 from include.beteiligte_sync.report import build_report, merge_results
 from include.beteiligte_sync.settings import SyncSettings
@@ -86,7 +91,7 @@ def fetch_candidates(
         records = engine.select_candidates(espocrm, clock=utc_now, settings=SETTINGS, limit=limit)
         ids = [record["id"] for record in records]
         log.info("Selected %d candidates", len(ids))
-    units = split_into_units(ids, max_units)
+    units = split_into_units(ids, max_units, batches=API_CONCURRENCY)
     log.info("Fan-out: %d work units", len(units))
     return units
 
@@ -100,7 +105,7 @@ def fetch_modified_between(
     log.info(
         "Backfill interval %s .. %s: %d entities", start.isoformat(), end.isoformat(), len(ids)
     )
-    return split_into_units(ids, max_units)
+    return split_into_units(ids, max_units, batches=API_CONCURRENCY)
 
 
 def _records(espocrm: EspoCrmHook, entity_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
