@@ -10,6 +10,8 @@ which
   bounded by a number of attempts and by total time,
 * never repeats a non-idempotent request that failed *ambiguously* (timeout or reset after it
   was sent, 502/504) unless a ``recover`` callback first confirmed that it did not take effect,
+  and never repeats a POST whose answer timed out (read timeout, 504): the server may still be
+  creating, so no check can tell yet; the caller's next run finds what was created,
 * turns error answers into the typed errors of :mod:`include.beteiligte_sync.errors`.
 
 Secrets (API keys, passwords, tokens, signatures) are registered with Airflow's secret masker
@@ -419,6 +421,10 @@ class JsonApiHook(BaseHook):
             lost = ServerError(
                 f"no response from {self.api_label} ({type(exc).__name__})", request=request
             )
+            if method == "POST" and isinstance(exc, requests.ReadTimeout):
+                # The server may still be working on it: a check now cannot see the effect
+                # yet, and a repeat would create twice. The next run re-reads and finds it.
+                raise lost from None
             sure = idempotent or _was_not_sent(exc)
             raise _RetryableFailure(lost, ambiguous=not sure) from None
         status = response.status_code
@@ -427,6 +433,8 @@ class JsonApiHook(BaseHook):
         error: ApiError = self._error_for(response, request)
         if status in (429, 503):  # refused before doing anything: safe for every method
             raise _RetryableFailure(error, retry_after=_retry_after_seconds(response))
+        if status == 504 and method == "POST":
+            raise error  # the upstream may still be creating it (as after a read timeout)
         if status in (502, 504):  # a gateway may have passed the request on
             raise _RetryableFailure(error, ambiguous=not idempotent)
         if status == 500 and idempotent:
