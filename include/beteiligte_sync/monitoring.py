@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from include.beteiligte_sync.clients import WhereItem
@@ -96,10 +97,16 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
 def sync_settings_from_env(env: Mapping[str, str] | None = None) -> SyncSettings:
     """:class:`SyncSettings` with the alert thresholds overridable by environment variables
     ``BETEILIGTE_SYNC_ALERT_PERMANENTLY_FAILED`` and ``BETEILIGTE_SYNC_ALERT_VALIDATION_FAILURES``
-    (same values for the DAGs and the CLI)."""
+    (same values for the DAGs and the CLI), and the stale-lock TTL by
+    ``BETEILIGTE_SYNC_LOCK_TTL_SECONDS`` (it must stay longer than a run's sync-to-validation
+    span; shorter means a lock left by a lost worker is taken over sooner)."""
     env = os.environ if env is None else env
     d = SyncSettings()
+    lock_ttl = _env_int(env, "LOCK_TTL_SECONDS", int(d.lock_ttl.total_seconds()))
+    if lock_ttl <= 0:
+        raise ValueError(f"{ENV_PREFIX}LOCK_TTL_SECONDS must be positive")
     return SyncSettings(
+        lock_ttl=timedelta(seconds=lock_ttl),
         alert_permanently_failed=_env_int(
             env, "ALERT_PERMANENTLY_FAILED", d.alert_permanently_failed
         ),
