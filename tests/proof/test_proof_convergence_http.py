@@ -104,6 +104,7 @@ TOUR = [
     ("espocrm", "get_beteiligte", "token_expiry", 2, 0, "espocrm_vorname"),
     ("advoware", "create_kommunikation", "lost_response", 1, 0, "espocrm_email"),
     ("advoware", "create_beteiligte", "lost_response", 1, 0, "espocrm_create"),
+    ("advoware", "create_beteiligte", "timeout", 1, 0, "espocrm_create"),
     ("espocrm", "update_beteiligte", "lost_response", 1, 0, "advoware_phone"),
     ("advoware", "create_kommunikation", "crash", 1, 1, "espocrm_two_phones"),
     ("espocrm", "post_note", "server_error", 1, 0, "both_vorname"),
@@ -152,6 +153,7 @@ def test_every_fault_kind_over_http_then_convergence(
     _servers_follow(clock, monkeypatch)
     world = SandboxWorld(sandbox, clock)
     machine = SandboxConvergence(world)
+    machine.max_entities = 4  # room for the two creates of the tour
     machine.two_entities(["email", "Office"], ["Mobile"])
     for side, method, kind, times, skip, edit in TOUR:
         machine.clock_jump(60 * 25)  # past any backoff: the entity is a candidate again
