@@ -13,8 +13,9 @@ party with a pending change. Asserted for every case:
   characters in user text): the data is synced as it is, the damaged marker kept as user text.
 
 Answers only an API can produce (a party without betNr, not an object, kommunikation of the
-wrong type) come through a client proxy here. Not yet covered: truncated JSON, unexpected
-status codes and wrong content types played by a scripted HTTP server against the hooks.
+wrong type) come through a client proxy here. Truncated JSON, unexpected status codes, HTML
+pages, empty bodies and JSON lists on the wire are in ``test_proof_bad_http.py`` (hooks and
+engine over HTTP).
 """
 
 from __future__ import annotations
