@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import socket
@@ -51,3 +52,19 @@ def airflow_db() -> Iterator[Path]:
         TEST_AIRFLOW_HOME, api_port=TEST_API_PORT, profile="local", database="test", redis_db=0
     )
     yield TEST_AIRFLOW_HOME
+
+
+_PROJECT_LOGGERS = ("include", "beteiligte", "hooks", "sandbox", "dags")
+
+
+@pytest.fixture(autouse=True)
+def _project_loggers_reach_caplog() -> None:
+    """The CLI (run in-process by its tests) and Airflow's logging set-up (DAG tests) configure
+    our loggers for their own output (levels, propagation); undo that before each test so tests
+    asserting on log lines do not depend on test order."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(_PROJECT_LOGGERS):
+            logger = logging.getLogger(name)
+            logger.disabled = False
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
