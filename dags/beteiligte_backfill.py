@@ -46,12 +46,12 @@ def beteiligte_backfill() -> None:
     @task(task_id="fetch_interval", pool="espocrm_api")
     def fetch_interval() -> list[Any]:
         context = get_current_context()
-        start, end = context["data_interval_start"], context["data_interval_end"]
+        start: datetime | None = context["data_interval_start"]
+        end: datetime | None = context["data_interval_end"]
         if start is None or end is None or end <= start:
             # A manual trigger has an empty interval: it covers the day of its logical date.
-            start = (context["logical_date"] or context["dag_run"].run_after).replace(
-                hour=0, minute=0, second=0, microsecond=0
-            )
+            moment: datetime = context["logical_date"] or context["dag_run"].run_after
+            start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
             end = start + timedelta(days=1)
         return list(fetch_modified_between(start, end))
 
