@@ -9,7 +9,7 @@ export AIRFLOW_API_PORT ?= 8080
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: demo test setup airflow sandbox lint bench lock lock-distributed clean
+.PHONY: demo test setup airflow sandbox lint bench bench-workers lock lock-distributed clean
 
 # requirements-distributed.txt (PostgreSQL driver, Celery provider) serves only the distributed
 # profile and its tests; it is small, so `make test` installs it everywhere.
@@ -46,6 +46,10 @@ airflow: setup
 
 bench: setup
 	$(PY) -m include.tools.bench
+
+# One Celery worker versus two (needs PostgreSQL and Redis on 127.0.0.1; README "Scaling out").
+bench-workers: setup
+	$(PY) -m include.tools.bench_workers
 
 # Lines of a pip freeze on stdin whose package is not pinned in the file named first.
 WITHOUT := awk -F'==' 'NR == FNR { if (/==/) pinned[tolower($$1)]; next } !(tolower($$1) in pinned)'
