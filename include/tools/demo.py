@@ -4,7 +4,8 @@
 2. Runs ``beteiligte_sync`` once through Airflow (``airflow dags test``: the real DAG, tasks,
    hooks, connections and metadata DB, in one process) and shows both systems.
 3. Edits both systems as a person would (a change in EspoCRM, a change in Advoware, the same
-   party changed on both sides, a bad value typed into Advoware) and runs the sync again.
+   party changed on both sides, a name too long for Advoware typed into EspoCRM) and runs the
+   sync again.
 
 Sample data only: the sandbox holds invented parties, so names are shown in full here.
 """
@@ -46,6 +47,10 @@ def run_sync(env: dict[str, str], label: str) -> str:
     return extract_report(text)
 
 
+#: A log line after the report table (the task runner's own lines).
+_REPORT_END = r"Done\. Returned value|\b(INFO|WARNING|ERROR)\b.*(Task|Marking)"
+
+
 def extract_report(log_text: str) -> str:
     """The report table the ``report`` task logged (last one in the log)."""
     lines = log_text.splitlines()
@@ -54,7 +59,7 @@ def extract_report(log_text: str) -> str:
         return "(no report found in the log)"
     block: list[str] = []
     for line in lines[starts[-1] :]:
-        if block and re.search(r"\b(INFO|WARNING|ERROR)\b.*(taskinstance|Task|Marking)", line):
+        if block and re.search(_REPORT_END, line):
             break
         line = re.sub(r"^.*?(Beteiligte sync report:)", r"\1", line)
         block.append(re.sub(r"\s+loc=\S+$", "", line))
@@ -118,13 +123,12 @@ def edit_as_people_would(sb: Sandbox) -> None:
     sb.espocrm_admin.edit({"id": c["id"], "fields": {"registergericht": "Amtsgericht Köln"}})
     sb.advoware_admin.edit({"betNr": c["betnr"], "fields": {"registergericht": "Amtsgericht Bonn"}})
     console.print(f"Both: {c['id']} / {c['betnr']} changed on both sides (conflict: EspoCRM wins)")
-    sb.advoware_admin.edit(
-        {
-            "betNr": d["betnr"],
-            "kommunikation": {"tlf": "kein-at-zeichen", "kommKz": 4, "bemerkung": ""},
-        }
+    long_name = ("Rechtsanwaltsgesellschaft " + "Mustermann, Musterfrau und Partner " * 2).strip()
+    sb.espocrm_admin.edit({"id": d["id"], "fields": {"name": long_name}})
+    console.print(
+        f"EspoCRM: {d['id']} got a name of {len(long_name)} characters (Advoware holds 80: "
+        "the party fails with a readable message and is retried with backoff)"
     )
-    console.print(f"Advoware: {d['betnr']} got an email without '@' (cannot go to EspoCRM)")
 
 
 def main() -> None:
