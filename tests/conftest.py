@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "plugins", ROOT / "dags"):
@@ -27,6 +28,13 @@ for path in (ROOT, ROOT / "plugins", ROOT / "dags"):
         sys.path.insert(0, str(path))
 
 from include.tools import setup_airflow  # noqa: E402  (needs the path above)
+
+# Property and model tests explore new random examples on every developer run (that is how they
+# find bugs); in CI they replay a fixed derandomised set, so a landing never depends on luck.
+# Settings objects the tests build at import time inherit this profile.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def _free_port() -> int:
