@@ -575,10 +575,13 @@ def _runs_table(results: Mapping[str, Any], latency_ms: int) -> Table:
         "run", "entities", "wall s", "entities/s", "calls", "API-bound min s",
         "wall / API-bound", "max in flight", "peak RSS MiB", "Airflow / direct",
     )  # fmt: skip
+    table.caption = "peak RSS of the loop's process; (+n): growth during the loop"
     for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
     for size, direct in results["direct"].items():
-        table.add_row("direct loop", *_run_cells(direct), f"{direct['rss_peak_mib']:.0f}", "")
+        growth = direct["rss_peak_mib"] - direct["rss_before_mib"]
+        memory = f"{direct['rss_peak_mib']:.0f} (+{growth:.0f})"
+        table.add_row("direct loop", *_run_cells(direct), memory, "")
         airflow = results["airflow"].get(size)
         if airflow:
             ratio = airflow["wall_seconds"] / direct["wall_seconds"]
