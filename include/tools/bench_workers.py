@@ -44,11 +44,12 @@ def dirty_world(count: int, seed: int) -> dict[str, Any]:
 
 
 @contextmanager
-def scratch_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped on exit."""
+def scratch_database(prefix: str = "beteiligte_bench") -> Iterator[str]:
+    """A fresh PostgreSQL database ``<prefix>_<random>``, dropped on exit (components that
+    outlived their test or run may still hold connections: they are terminated first)."""
     import psycopg2
 
-    name = f"beteiligte_bench_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     conn = psycopg2.connect(PG_DSN)
     conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
     with conn.cursor() as cur:

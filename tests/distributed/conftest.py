@@ -9,11 +9,12 @@ skipped with a message that says what is missing.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from include.tools.bench_workers import scratch_database
 
 PG_HOST = os.environ.get("BETEILIGTE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("BETEILIGTE_TEST_PG_PORT", "5432"))
@@ -64,21 +65,9 @@ def _redis(db: int) -> Any:
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database ``beteiligte_test_<random>``, dropped afterwards."""
-    name = f"beteiligte_test_{secrets.token_hex(4)}"
-    conn = _pg_connect()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
+    _pg_connect().close()  # skips cleanly where PostgreSQL or its driver is missing
+    with scratch_database("beteiligte_test") as name:
         yield name
-    finally:
-        with conn.cursor() as cur:
-            # Components that outlived the test may still hold connections.
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ import pytest
 
 from include.beteiligte_sync import planner
 from include.tools.airflow_runtime import AirflowComponents
+from include.tools.bench_workers import dirty_world
 from include.tools.setup_airflow import POOLS
-from sandbox.generate import generate_scenario
 from sandbox.server import Sandbox
 
 pytestmark = [pytest.mark.distributed, pytest.mark.airflow_server]
@@ -67,7 +67,7 @@ class Cluster:
 def cluster(
     pg_database: str, redis_db: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    scenario = _dirty_scenario(ENTITIES, seed=11)
+    scenario = dirty_world(ENTITIES, seed=11)
     with Sandbox(scenario=scenario, latency_ms=30) as sb:
         # Only the runs this test triggers: no schedule, and the other DAGs (backfill,
         # monitoring) stay paused so they neither touch the sandbox nor take pool slots.
@@ -94,16 +94,6 @@ def cluster(
             af.wait_for_dag(DAG)
             af.api("PATCH", f"/dags/{DAG}", json={"is_paused": False}).raise_for_status()
             yield Cluster(sb, af, workers)
-
-
-def _dirty_scenario(count: int, seed: int) -> dict[str, Any]:
-    """The generated mix, with most linked parties changed in EspoCRM (``dirty``)."""
-    scenario = generate_scenario(count, seed=seed)
-    for index, record in enumerate(scenario["espocrm"]["CBeteiligte"]):
-        if record.get("syncStatus") == "clean" and index % 4 != 0:
-            record["name"] = f"{record['name']} (neu)"
-            record["syncStatus"] = "dirty"
-    return scenario
 
 
 # --- observations ---------------------------------------------------------------------------
