@@ -32,8 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     with Sandbox(
         scenario=args.scenario, espocrm_port=args.espocrm_port, advoware_port=args.advoware_port
     ) as sb:
-        env = {**os.environ, **sb.airflow_conn_env(), "AIRFLOW_HOME": str(airflow_home)}
         airflow = Path(sys.executable).with_name("airflow")
+        # standalone starts its components as `airflow ...` from PATH: the venv's must be first.
+        path = os.pathsep.join([str(airflow.parent), os.environ.get("PATH", "")])
+        env = {
+            **os.environ,
+            **sb.airflow_conn_env(),
+            "AIRFLOW_HOME": str(airflow_home),
+            "PATH": path,
+        }
         print(f"Sandbox EspoCRM:  {sb.espocrm_url}")
         print(f"Sandbox Advoware: {sb.advoware_url}")
         print(f"Airflow UI:       http://127.0.0.1:{port}  (user admin; the password is in")
