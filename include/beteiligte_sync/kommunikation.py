@@ -24,6 +24,10 @@ Var6  changed in Advoware           value replaced in EspoCRM, marker refreshed
 
 Unmarked Advoware values equal to an EspoCRM value are matched (marker set), never duplicated;
 this is done on every sync, not only the initial one, because it is always right to do.
+An EspoCRM value is written into an Advoware entry only if no entry holds it already: the
+entries that hold a value (in sync, matched, or changed to it on both sides) claim it first,
+and only then are values restored, changed or created (else a restore next to a person's copy
+of the same value would leave it twice in Advoware).
 Entity-level conflict (``espocrm_wins``): Var3/Var6 are reverted to the EspoCRM value and Var4
 entries become empty slots; the Advoware values overwritten go into ``note_lines``. Per-entry
 conflicts (changed on both sides): EspoCRM wins, the Advoware value goes into ``note_lines``.
@@ -316,6 +320,7 @@ class _Planner:
         self.additions: dict[Key, _EspoValue] = {}
         self.used_slots: set[Any] = set()
         self.pool: list[_Entry] = []
+        self.changed: list[_Entry] = []
         self.var4: list[_Entry] = []
 
     # -- driver --------------------------------------------------------------------------------
@@ -323,12 +328,15 @@ class _Planner:
     def run(self) -> KommunikationPlan:
         entries = _read_entries(self.kommunikation, self.table, self.plan.warnings)
         self.plan.relevant_count = sum(1 for e in entries if e.tlf)
+        # First every entry that already holds an EspoCRM value claims it; only then anything
+        # is written, so that no value is written into a second entry.
         for entry in entries:
             if entry.bemerkung.is_value:
                 self._marked(entry)
-        for entry in entries:
-            if not entry.bemerkung.is_value:
+            else:
                 self._unmarked(entry)
+        for entry in self.changed:
+            self._changed_in_advoware_only(entry)
         self._pair_pool()
         self._new_in_espocrm()
         self._new_in_advoware()
@@ -338,18 +346,32 @@ class _Planner:
     # -- Advoware entries with a value marker (Var3, Var6, in sync; else pool) -----------------
 
     def _marked(self, entry: _Entry) -> None:
+        """Claim what the entry holds (in sync, or the same change on both sides); defer the
+        rest until every held value is claimed."""
         base_key = entry.base_key
         assert base_key is not None  # _marked is only called for value markers
         if base_key not in self.espo:
-            self.pool.append(entry)  # changed or removed in EspoCRM: Var5 or Var2
+            if entry.key is not None and entry.key in self.espo:
+                self._converged(entry)
+            else:
+                self.pool.append(entry)  # changed or removed in EspoCRM: Var5 or Var2
             return
         if entry.key == base_key:
             self.claimed.add(base_key)  # in sync
             return
+        self.changed.append(entry)  # changed or removed in Advoware only
+
+    def _changed_in_advoware_only(self, entry: _Entry) -> None:
+        """Var3/Var6, or EspoCRM's value restored when EspoCRM is the source for the entry."""
+        base_key = entry.base_key
+        assert base_key is not None
         if self.espocrm_wins or not self.to_espocrm:
             # EspoCRM is the source for this entry (conflict won, or one-way to Advoware).
             why = "conflict: EspoCRM wins" if self.espocrm_wins else "direction to_advoware"
-            self._revert_to_espocrm(entry, self.espo[base_key], why)
+            if base_key in self.claimed:
+                self._held_elsewhere(entry, why)
+            else:
+                self._revert_to_espocrm(entry, self.espo[base_key], why)
         elif entry.tlf:
             self._var6(entry, base_key)
         else:
@@ -368,6 +390,24 @@ class _Planner:
         log.info("[KOMM] Var3: removed in Advoware, komm_id=%s", entry.komm_id)
         self.removals.add(base_key)
         self._make_empty_slot(entry, "Var3: removed in Advoware")
+        self.plan.changes += 1
+
+    def _held_elsewhere(self, entry: _Entry, why: str) -> None:
+        """EspoCRM's value of the entry is already held by another entry (a person typed it
+        there): restoring it here would duplicate it. What is left in this entry is an
+        Advoware-only value: an empty slot when EspoCRM wins (note keeps the value), left
+        alone one-way to Advoware (nothing on the target is destroyed)."""
+        log.info("[KOMM] Value held by another entry, komm_id=%s", entry.komm_id)
+        if entry.tlf and not self.espocrm_wins:
+            self._skip(entry, "Var6 (value held by another entry)")
+            return
+        if entry.tlf:
+            self.plan.note_lines.append(
+                f"Kommunikation {entry.komm_id} ({self.table.name(entry.kommkz)}): Advoware value "
+                f"'{entry.tlf}' replaced by an empty slot ({why}; the EspoCRM value is held by "
+                "another entry)"
+            )
+        self._make_empty_slot(entry, f"{why}: EspoCRM value held by another entry")
         self.plan.changes += 1
 
     def _revert_to_espocrm(self, entry: _Entry, espo_value: _EspoValue, why: str) -> None:
@@ -389,7 +429,7 @@ class _Planner:
         key = entry.key
         if key is None:
             return
-        if key in self.espo or key in self.additions:
+        if key in self.espo:
             log.info("[KOMM] Matched equal value, komm_id=%s", entry.komm_id)
             self.claimed.add(key)
             if self._set_value_marker(entry, entry.tlf, "matched equal EspoCRM value"):
@@ -430,13 +470,7 @@ class _Planner:
     # -- EspoCRM changed or removed a synced value: Var5 or Var2 -------------------------------
 
     def _pair_pool(self) -> None:
-        rest = []
         for entry in self.pool:
-            if entry.key is not None and entry.key in self.espo:
-                self._converged(entry)
-            else:
-                rest.append(entry)
-        for entry in rest:
             if not entry.tlf and not self.to_advoware:
                 self._make_empty_slot(entry, "removed on both sides")
                 self.plan.changes += 1

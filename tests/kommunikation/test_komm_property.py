@@ -3,12 +3,18 @@ equal and a second sync plans nothing (idempotence), whatever the conflict flag 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from include.beteiligte_sync.kommunikation import compare_kommunikation
+from include.beteiligte_sync.kommkz import DEFAULT_TABLE, normalise_value
+from include.beteiligte_sync.kommunikation import (
+    compare_kommunikation,
+    is_sync_relevant,
+    resolve_kommkz,
+)
 from include.beteiligte_sync.markers import render_slot_marker, render_value_marker
 from tests.fakes import FakePair
 from tests.kommunikation.komm_support import plan_now, sync_once
@@ -63,6 +69,23 @@ scenario = st.fixed_dictionaries(
 )
 
 
+def holders(pair: FakePair) -> Counter[tuple[str, str]]:
+    """How many Advoware entries hold each sync-relevant value (channel, normalised)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for komm in pair.advoware.party(BETNR)["kommunikation"]:
+        if is_sync_relevant(komm):
+            channel = DEFAULT_TABLE.channel(resolve_kommkz(komm))
+            assert channel is not None
+            counts[(channel, normalise_value(channel, komm["tlf"]))] += 1
+    return counts
+
+
+def assert_no_duplicate_written(before: Counter[tuple[str, str]], pair: FakePair) -> None:
+    """The sync never leaves a value in more Advoware entries than it found (at least one)."""
+    for key, count in holders(pair).items():
+        assert count <= max(1, before[key]), (key, count, before[key])
+
+
 def load(data: dict[str, Any]) -> tuple[FakePair, str]:
     pair = FakePair()
     pair.advoware.kommkz_zero_defect = data["kommkz_zero_defect"]
@@ -84,7 +107,9 @@ def load(data: dict[str, Any]) -> tuple[FakePair, str]:
 def test_one_sync_makes_both_sides_equal_and_a_second_plans_nothing(data: dict[str, Any]) -> None:
     pair, entity_id = load(data)
     texts_before = [k["bemerkung"] for k in pair.advoware.party(BETNR)["kommunikation"]]
+    held_before = holders(pair)
     sync_once(pair, entity_id, BETNR, espocrm_wins=data["espocrm_wins"], initial=data["initial"])
+    assert_no_duplicate_written(held_before, pair)
     espo, advo = pair.espocrm.record(entity_id), pair.advoware.party(BETNR)
     assert compare_kommunikation(espo, advo) == []
     for conflict in (False, True):
@@ -105,7 +130,9 @@ def test_one_way_sync_is_idempotent_and_fills_the_target(
     data: dict[str, Any], direction: str
 ) -> None:
     pair, entity_id = load(data)
+    held_before = holders(pair)
     sync_once(pair, entity_id, BETNR, direction=direction, espocrm_wins=data["espocrm_wins"])
+    assert_no_duplicate_written(held_before, pair)
     espo, advo = pair.espocrm.record(entity_id), pair.advoware.party(BETNR)
     assert compare_kommunikation(espo, advo, direction=direction) == []
     again = plan_now(pair, entity_id, BETNR, direction=direction, espocrm_wins=data["espocrm_wins"])

@@ -387,3 +387,61 @@ def test_website_entries_are_left_alone_even_on_conflict() -> None:
         "https://kanzlei.example",
         "Homepage",
     )
+
+
+def advoware_holders(pair: FakePair) -> list[str]:
+    """Advoware values (as stored) of the entries that hold one."""
+    return sorted(k["tlf"] for k in entries(pair).values() if k["tlf"])
+
+
+def copied_into_advoware_after_a_change(*, cleared: bool = False) -> tuple[FakePair, str]:
+    """Entry 1 was synced with "030 1"; in Advoware a person changed it (or ``cleared`` it) and
+    then typed EspoCRM's "030 1" as a new entry (another format) -- the proof's sequence."""
+    pair, entity_id = make_pair([synced(1, 1, "030 1")], phones=[("030 1", "Office")])
+    pair.advoware.edit_kommunikation_as_person(BETNR, 1, {"tlf": "" if cleared else "030 5"})
+    pair.advoware.edit_kommunikation_as_person(BETNR, None, {"tlf": "0301", "kommKz": 1})
+    return pair, entity_id
+
+
+@pytest.mark.parametrize("cleared", [False, True])
+def test_conflict_does_not_restore_a_value_another_entry_already_holds(cleared: bool) -> None:
+    pair, entity_id = copied_into_advoware_after_a_change(cleared=cleared)
+    plan = sync_once(pair, entity_id, BETNR, espocrm_wins=True)
+    assert advoware_holders(pair) == ["0301"]  # once, not restored into entry 1 as well
+    assert parse_bemerkung(entries(pair)[1]["bemerkung"]).is_slot
+    assert plan.espocrm_fields == {}
+    assert [("'030 5'" in line) for line in plan.note_lines] == ([] if cleared else [True])
+    assert_settled(pair, entity_id)
+    assert plan_now(pair, entity_id, BETNR, espocrm_wins=True).is_empty
+
+
+def test_to_advoware_does_not_restore_a_value_another_entry_already_holds() -> None:
+    pair, entity_id = copied_into_advoware_after_a_change()
+    plan = sync_once(pair, entity_id, BETNR, direction="to_advoware")
+    assert advoware_holders(pair) == ["030 5", "0301"]  # Advoware's own value left alone
+    assert plan.espocrm_fields == {} and plan.note_lines == []
+    espo, advo = pair.espocrm.record(entity_id), pair.advoware.party(BETNR)
+    assert compare_kommunikation(espo, advo, direction="to_advoware") == []
+    assert plan_now(pair, entity_id, BETNR, direction="to_advoware").is_empty
+
+
+def test_both_directions_keep_the_copied_value_and_add_the_changed_one() -> None:
+    pair, entity_id = copied_into_advoware_after_a_change()
+    sync_once(pair, entity_id, BETNR)
+    assert advoware_holders(pair) == ["030 5", "0301"]
+    assert espo_values(pair, entity_id) == {("Office", "030 1"), ("Office", "030 5")}
+    assert_settled(pair, entity_id)
+
+
+def test_conflict_restores_a_value_once_when_an_entry_changed_into_it() -> None:
+    # Entry 2's value was removed in EspoCRM while a person changed it in Advoware into the
+    # value entry 1 held before it, too, was changed: only one entry may get "030 1" back.
+    pair, entity_id = make_pair(
+        [synced(1, 1, "030 1"), synced(2, 1, "030 2")], phones=[("030 1", "Office")]
+    )
+    pair.advoware.edit_kommunikation_as_person(BETNR, 1, {"tlf": "030 5"})
+    pair.advoware.edit_kommunikation_as_person(BETNR, 2, {"tlf": "0301"})
+    plan = sync_once(pair, entity_id, BETNR, espocrm_wins=True)
+    assert advoware_holders(pair) == ["0301"]
+    assert any("'030 5'" in line for line in plan.note_lines)
+    assert_settled(pair, entity_id)

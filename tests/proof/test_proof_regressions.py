@@ -58,3 +58,20 @@ def test_interrupted_create_is_adopted_after_a_rename() -> None:
     assert run(pair, entity_id).status == "clean"
     assert len(pair.advoware.parties) == 1
     assert next(iter(pair.advoware.parties.values()))["name"] == "Neu GmbH"
+
+
+def test_conflict_with_a_value_copied_into_advoware_leaves_no_duplicate() -> None:
+    pair = FakePair()
+    phone = {"phoneNumber": "+49 30 000003", "type": "Office"}
+    entity_id, betnr = linked_pair(pair, phoneNumberData=[phone])
+    pair.advoware.edit_as_person(betnr, {"name": "Advoware Name"})
+    pair.espocrm.edit_as_person(entity_id, {"name": "EspoCRM Name"})  # conflict: EspoCRM wins
+    (synced,) = pair.advoware.party(betnr)["kommunikation"]
+    pair.advoware.edit_kommunikation_as_person(betnr, synced["id"], {"tlf": "+49 30 000006"})
+    pair.advoware.edit_kommunikation_as_person(betnr, None, {"tlf": "+4930000003", "kommKz": 1})
+    assert run(pair, entity_id).status == "clean"
+    tlfs = [k["tlf"] for k in pair.advoware.party(betnr)["kommunikation"] if k["tlf"]]
+    assert tlfs == ["+4930000003"]
+    assert any("+49 30 000006" in note for note in pair.espocrm.notes_for(entity_id))
+    phones = [p["phoneNumber"] for p in pair.espocrm.record(entity_id)["phoneNumberData"]]
+    assert phones == ["+49 30 000003"]
