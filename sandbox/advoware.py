@@ -442,10 +442,11 @@ def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _party_changes(data: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
-    """Validated party fields of a body (unknown keys, ``betNr``, ``rowId`` ignored)."""
-    changes: dict[str, Any] = {}
-    for field, max_length in limits.ADVOWARE_PARTY_MAX_LENGTH.items():
+def _checked_texts(data: Mapping[str, Any], max_lengths: Mapping[str, int]) -> dict[str, Any]:
+    """The text fields of ``max_lengths`` present in ``data``; 400 for a non-string or an
+    over-long value."""
+    texts: dict[str, Any] = {}
+    for field, max_length in max_lengths.items():
         if field not in data:
             continue
         value = data[field]
@@ -453,7 +454,13 @@ def _party_changes(data: Mapping[str, Any], *, creating: bool) -> dict[str, Any]
             raise bad_request(f"{field} must be a string")
         if value is not None and len(value) > max_length:
             raise bad_request(f"{field} is longer than {max_length} characters")
-        changes[field] = value
+        texts[field] = value
+    return texts
+
+
+def _party_changes(data: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+    """Validated party fields of a body (unknown keys, ``betNr``, ``rowId`` ignored)."""
+    changes = _checked_texts(data, limits.ADVOWARE_PARTY_MAX_LENGTH)
     if "geburtsdatum" in data:
         changes["geburtsdatum"] = _birth_date(data["geburtsdatum"])
     if (creating or "name" in changes) and not (changes.get("name") or "").strip():
@@ -485,16 +492,10 @@ def _kommkz(value: Any) -> int:
 
 def _komm_changes(data: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
     """Validated ``tlf``/``bemerkung``/``online`` (and ``kommKz``/``kommArt`` on create)."""
-    changes: dict[str, Any] = {}
-    for field, max_length in limits.ADVOWARE_KOMM_MAX_LENGTH.items():
-        if field not in data:
-            continue
-        value = data[field]
-        if value is not None and not isinstance(value, str):
-            raise bad_request(f"{field} must be a string")
-        if value is not None and len(value) > max_length:
-            raise bad_request(f"{field} is longer than {max_length} characters")
-        changes[field] = value or ""
+    changes = {
+        field: value or ""
+        for field, value in _checked_texts(data, limits.ADVOWARE_KOMM_MAX_LENGTH).items()
+    }
     if "online" in data:
         if not isinstance(data["online"], bool):
             raise bad_request("online must be a boolean")

@@ -35,21 +35,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from include.beteiligte_sync.errors import BadRequest, Conflict, Forbidden, NotFound
+from sandbox.espocrm import BUSINESS_FIELDS
+from sandbox.limits import ADVOWARE_KOMM_MAX_LENGTH, ADVOWARE_PARTY_MAX_LENGTH
 
 Record = dict[str, Any]
 
-ESPOCRM_BUSINESS_FIELDS = (
-    "name",
-    "vorname",
-    "anrede",
-    "titel",
-    "rechtsform",
-    "geburtsdatum",
-    "handelsregisterNummer",
-    "registergericht",
-    "emailAddressData",
-    "phoneNumberData",
-)
+# The fakes follow the sandbox's rules: share its tables instead of copying them.
+ESPOCRM_BUSINESS_FIELDS = BUSINESS_FIELDS
+ADVOWARE_LIMITS = ADVOWARE_PARTY_MAX_LENGTH
+KOMMUNIKATION_LIMITS = ADVOWARE_KOMM_MAX_LENGTH
+
 ESPOCRM_BOOKKEEPING_FIELDS = (
     "betnr",
     "syncStatus",
@@ -63,18 +58,7 @@ ESPOCRM_BOOKKEEPING_FIELDS = (
     "kommunikationHash",
     "syncLockedAt",
 )
-#: Advoware field limits (same table as the sandbox): field -> max length.
-ADVOWARE_LIMITS = {
-    "name": 80,
-    "vorname": 60,
-    "anrede": 40,
-    "titel": 40,
-    "rechtsform": 40,
-    "handelsRegisterNummer": 40,
-    "registergericht": 80,
-}
 ADVOWARE_PARTY_FIELDS = (*ADVOWARE_LIMITS, "geburtsdatum")
-KOMMUNIKATION_LIMITS = {"tlf": 100, "bemerkung": 500}
 _ESPOCRM_ORDERABLE = frozenset(
     (*ESPOCRM_BUSINESS_FIELDS, *ESPOCRM_BOOKKEEPING_FIELDS, "id", "createdAt", "modifiedAt")
 )
