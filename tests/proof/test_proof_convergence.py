@@ -7,7 +7,8 @@ and clock jumps. The invariants are listed in ``proof_machine.py``.
 
 The normal run keeps this well under a minute. For a longer local run::
 
-    HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest tests/proof/test_proof_convergence.py
+    HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest --timeout=0 \\
+        tests/proof/test_proof_convergence.py
 
 (``thorough``: 2,000 examples of up to 60 steps; ``HYPOTHESIS_SEED=<n>`` pins a sequence.)
 """

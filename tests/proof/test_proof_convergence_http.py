@@ -9,7 +9,7 @@ clock jumps. The invariants are those of ``proof_machine.py``.
 
 A few examples only (each step is real HTTP): well under a minute. Longer::
 
-    HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest \\
+    HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest --timeout=0 \\
         tests/proof/test_proof_convergence_http.py
 
 (``thorough``: 25 examples of up to 30 steps.)
