@@ -25,8 +25,8 @@ airflow backfill create --dag-id beteiligte_backfill \\
 
 A manual trigger of this DAG covers the (UTC) day of its logical date.
 
-Each interval is cut into at most 16 work units, so even tens of thousands of parties per day do
-not flood the scheduler.
+Up to 16 parties of an interval get one task each; more are dealt into one batch per slot of the
+`advoware_api` pool, so even tens of thousands of parties per day do not flood the scheduler.
 """
 
 
