@@ -170,7 +170,7 @@ def kommunikation_hash(
     only, so changes of empty slots and unsynced kinds do not look like changes (seed #3)."""
     relevant = [k for k in kommunikation if is_sync_relevant(k, table=table)]
     row_ids = sorted(str(k["rowId"]) for k in relevant if k.get("rowId"))
-    log.info(
+    log.debug(
         "[KOMM] Kommunikation hash based on %d sync-relevant of %d total",
         len(relevant),
         len(kommunikation),
@@ -430,7 +430,7 @@ class _Planner:
         if key is None:
             return
         if key in self.espo:
-            log.info("[KOMM] Matched equal value, komm_id=%s", entry.komm_id)
+            log.debug("[KOMM] Matched equal value, komm_id=%s", entry.komm_id)
             self.claimed.add(key)
             if self._set_value_marker(entry, entry.tlf, "matched equal EspoCRM value"):
                 self.plan.changes += 1
@@ -606,7 +606,7 @@ class _Planner:
 
     def _make_empty_slot(self, entry: _Entry, reason: str) -> None:
         bemerkung = with_marker(entry.bemerkung, render_slot_marker(entry.kommkz))
-        log.info("[KOMM] Empty slot: komm_id=%s, kommKz=%s", entry.komm_id, entry.kommkz)
+        log.debug("[KOMM] Empty slot: komm_id=%s, kommKz=%s", entry.komm_id, entry.kommkz)
         self.plan.advoware_ops.append(
             MakeEmptySlot(
                 reason=reason,
@@ -757,7 +757,10 @@ def plan_kommunikation(
         espo, kommunikation, direction=direction, espocrm_wins=espocrm_wins, table=table
     )
     plan = planner.run()
-    log.info(
+    # INFO only when something changes: an unchanged party logs nothing at INFO (the cost of a
+    # line inside an Airflow task is real, and 10,000 "nothing to do" lines help no one).
+    log.log(
+        logging.INFO if plan.changes else logging.DEBUG,
         "[KOMM] %s sync planned (%s): %d total changes, %d Advoware ops, EspoCRM sets %s; "
         "%d sync-relevant of %d total",
         "Initial" if initial else "Bidirectional" if direction == "both" else "One-way",
@@ -812,5 +815,5 @@ def compare_kommunikation(
         differences += [f"{espo_side[k]} != (missing)" for k in espo_side if k not in advo_side]
     if direction in ("both", "to_espocrm"):
         differences += [f"(missing) != {advo_side[k]}" for k in advo_side if k not in espo_side]
-    log.info("[KOMM] Validation: %d Kommunikation differences", len(differences))
+    log.debug("[KOMM] Validation: %d Kommunikation differences", len(differences))
     return differences

@@ -252,10 +252,14 @@ def _adoption_candidates(record: Record, advoware: AdvowareClient) -> list[Recor
 
 
 def _log_plan(plan: Plan, planned: planner.Planned, log: logging.Logger) -> None:
+    """One line per entity: INFO when something is to be written, DEBUG when nothing is (a
+    scheduled run over thousands of unchanged parties stays quiet; the report counts them)."""
     k = planned.kommunikation
-    log.info(
+    differing = planned.comparison.differing if planned.comparison else ()
+    log.log(
+        logging.INFO if plan.ops or differing else logging.DEBUG,
         "entity %s betnr %s: %s, %d ops, Kommunikation changes %d (based on %d sync-relevant of "
-        "%d total)",
+        "%d total)%s",
         plan.entity_id,
         plan.betnr,
         plan.outcome,
@@ -263,13 +267,8 @@ def _log_plan(plan: Plan, planned: planner.Planned, log: logging.Logger) -> None
         plan.kommunikation_changes,
         k.relevant_count if k else 0,
         k.total_count if k else 0,
+        f"; differing fields: {', '.join(differing)}" if differing else "",
     )
-    if planned.comparison and planned.comparison.differing:
-        log.info(
-            "entity %s differing fields: %s",
-            plan.entity_id,
-            ", ".join(planned.comparison.differing),
-        )
 
 
 def _result(plan: Plan, outcome: str, **kw: Any) -> EntityResult:
@@ -397,12 +396,22 @@ def _names(diffs: Sequence[str]) -> str:
 def _success_fields(
     record: Mapping[str, Any], advo: Mapping[str, Any], now: datetime
 ) -> dict[str, Any]:
+    kommunikation = advo.get("kommunikation") or []
+    new_hash = komm.kommunikation_hash(kommunikation)
+    if new_hash != record.get("kommunikationHash"):
+        relevant = sum(komm.is_sync_relevant(k) for k in kommunikation)
+        LOG.info(
+            "entity %s: Kommunikation hash updated (based on %d sync-relevant of %d total)",
+            record.get("id"),
+            relevant,
+            len(kommunikation),
+        )
     return status.success(
         record,
         now,
         synced_hash=mapping.business_hash(mapping.from_espocrm(record)),
         advoware_row_id=advo.get("rowId"),
-        kommunikation_hash=komm.kommunikation_hash(advo.get("kommunikation") or []),
+        kommunikation_hash=new_hash,
     )
 
 

@@ -88,6 +88,44 @@ def test_no_change_costs_one_advoware_get_and_one_espocrm_write(pair: FakePair) 
     assert dict(pair.espocrm.calls) == {"update_beteiligte": 1}
 
 
+def _info_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_unchanged_entity_logs_nothing_at_info(
+    pair: FakePair, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scheduled run over thousands of unchanged parties stays quiet (issue 8: a log line
+    inside an Airflow task costs more than the sync's own CPU); DEBUG still tells the story."""
+    entity_id, _ = linked_pair(pair)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        assert run(pair, entity_id).outcome == "no_change"
+    assert _info_lines(caplog) == []
+    assert any(f"entity {entity_id}" in r.getMessage() for r in caplog.records)
+
+
+def test_changed_entity_logs_its_plan_and_hash_update_at_info(
+    pair: FakePair, caplog: pytest.LogCaptureFixture
+) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    pair.advoware.edit_kommunikation_as_person(
+        betnr, None, {"kommKz": 1, "tlf": "030 123456", "bemerkung": ""}
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert run(pair, entity_id).status == "clean"
+    lines = _info_lines(caplog)
+    plan = [line for line in lines if line.startswith(f"entity {entity_id} betnr {betnr}:")]
+    assert len(plan) == 1 and "differing fields: vorname" in plan[0]
+    assert (
+        f"entity {entity_id}: Kommunikation hash updated (based on 1 sync-relevant of 1 total)"
+        in lines
+    )
+    assert not any("Moritz" in line or "123456" in line for line in lines)
+
+
 def test_espocrm_edit_is_written_to_advoware_in_at_most_six_calls(pair: FakePair) -> None:
     entity_id, betnr = linked_pair(pair)
     pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})

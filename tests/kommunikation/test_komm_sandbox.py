@@ -42,7 +42,7 @@ def test_seed_conflict_over_http_makes_three_slots_and_reuses_one(seeded: Sandbo
     espocrm, advoware = EspoCrmHook(), AdvowareHook()
     espo, advo = espocrm.get_beteiligte(ENTITY_ID), advoware.get_beteiligte(BETNR)
     assert all(k["kommKz"] == 0 for k in advo["kommunikation"])  # the real API's defect
-    with caplog.at_level(logging.INFO, logger="include.beteiligte_sync.kommunikation"):
+    with caplog.at_level(logging.DEBUG, logger="include.beteiligte_sync.kommunikation"):
         assert sum(is_sync_relevant(k) for k in advo["kommunikation"]) == 4
         kommunikation_hash(advo["kommunikation"])
         plan = plan_kommunikation(espo, advo, direction="both", espocrm_wins=True, initial=False)

@@ -35,7 +35,7 @@ def test_seed_set_has_four_sync_relevant_of_nine(pair: FakePair, caplog) -> None
     komm = pair.advoware.get_beteiligte(betnr)["kommunikation"]
     relevant = [k["id"] for k in komm if is_sync_relevant(k)]
     assert relevant == [149340, 149342, 149343, 149350]
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.DEBUG):
         plan = plan_now(pair, entity_id, betnr)
         kommunikation_hash(komm)
     assert (plan.relevant_count, plan.total_count) == (4, 9)
