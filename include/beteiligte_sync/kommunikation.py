@@ -757,10 +757,8 @@ def plan_kommunikation(
         espo, kommunikation, direction=direction, espocrm_wins=espocrm_wins, table=table
     )
     plan = planner.run()
-    # INFO only when something changes: an unchanged party logs nothing at INFO (the cost of a
-    # line inside an Airflow task is real, and 10,000 "nothing to do" lines help no one).
-    log.log(
-        logging.INFO if plan.changes else logging.DEBUG,
+    # DEBUG: the entity's plan line (sync.py) carries these counts at INFO when anything changes.
+    log.debug(
         "[KOMM] %s sync planned (%s): %d total changes, %d Advoware ops, EspoCRM sets %s; "
         "%d sync-relevant of %d total",
         "Initial" if initial else "Bidirectional" if direction == "both" else "One-way",

@@ -265,3 +265,35 @@ def test_lost_kommunikation_post_after_502_is_recovered_not_duplicated() -> None
         data = {"tlf": "0301234", "bemerkung": "[ESPOCRM:eA==:1]", "kommKz": 1, "online": False}
         assert advo_hook(url).create_kommunikation(1, data) == new
     assert methods(script).count("POST /api/v1/advonet/Beteiligte/1/Kommunikationen") == 1
+
+
+def _proxy_env(monkeypatch: pytest.MonkeyPatch, proxy: str, no_proxy: str) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy)
+    monkeypatch.setenv("no_proxy", no_proxy)
+
+
+def test_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment is read once per origin (not per request), yet still honoured: a firm
+    behind a proxy sets HTTP(S)_PROXY as for any requests-based tool."""
+    record = {"id": "abc", "name": "X"}
+    with scripted_server((200, {}, record), (200, {}, record)) as (proxy_url, proxy):
+        _proxy_env(monkeypatch, proxy_url, "")
+        hook = espo_hook("http://espocrm.kanzlei.invalid")
+        assert hook.get_beteiligte("abc") == record
+        assert hook.get_beteiligte("abc") == record
+    assert [path for _, path, _, _ in proxy.seen] == [
+        "http://espocrm.kanzlei.invalid/api/v1/CBeteiligte/abc"
+    ] * 2
+
+
+def test_no_proxy_host_is_reached_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    record = {"id": "abc", "name": "X"}
+    with (
+        scripted_server() as (proxy_url, proxy),
+        scripted_server((200, {}, record)) as (url, direct),
+    ):
+        _proxy_env(monkeypatch, proxy_url, "127.0.0.1")
+        assert espo_hook(url).get_beteiligte("abc") == record
+    assert proxy.seen == [] and methods(direct) == ["GET /api/v1/CBeteiligte/abc"]
