@@ -757,8 +757,10 @@ def plan_kommunikation(
         espo, kommunikation, direction=direction, espocrm_wins=espocrm_wins, table=table
     )
     plan = planner.run()
-    # DEBUG: the entity's plan line (sync.py) carries these counts at INFO when anything changes.
-    log.debug(
+    # INFO only when something changes (the seed's trace line); an unchanged party logs
+    # nothing at INFO: 10,000 "nothing to do" lines per run help no one and cost (issue 8).
+    log.log(
+        logging.INFO if plan.changes else logging.DEBUG,
         "[KOMM] %s sync planned (%s): %d total changes, %d Advoware ops, EspoCRM sets %s; "
         "%d sync-relevant of %d total",
         "Initial" if initial else "Bidirectional" if direction == "both" else "One-way",
