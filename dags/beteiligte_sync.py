@@ -25,7 +25,9 @@ dag-processor: another cron, or `none` for manual runs only) and on demand. Task
    `clean` entities checked longest ago; cut into work units (one per entity, batches when many).
 3. **sync** (mapped): compare, plan, lock, apply; an entity's own failure is written to the
    entity (`syncErrorMessage`, backoff), not retried by Airflow.
-4. **validate** (mapped): re-read both sides of every written entity; `clean` only if they match.
+4. **validate** (mapped with its sync, in the group `entities`): re-read both sides of every
+   entity that unit wrote; `clean` only if they match. It starts as soon as its own sync is done,
+   and is *skipped* when its sync wrote nothing (no change, dry run).
 5. **report**: counts per outcome, failed entities with their messages, API calls.
 
 **Trigger with config** (form): `entity_ids` (empty = normal selection), `direction`, `force`

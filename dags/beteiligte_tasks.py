@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import get_current_context, task
+from airflow.sdk import get_current_context, task, task_group
 from airflow.sdk.definitions.xcom_arg import XComArg
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from beteiligte_monitoring import monitor_report, on_failure
 from hooks.advoware import AdvowareHook
 from hooks.espocrm import EspoCrmHook
@@ -152,14 +152,10 @@ def sync_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def needing_validation(sync_outputs: Iterable[Mapping[str, Any]]) -> list[WorkUnit]:
-    """Work units of the entities that were written and still hold their lock for validation."""
-    units = []
-    for output in sync_outputs:
-        ids = [r["entity_id"] for r in output["results"] if r.get("needs_validation")]
-        if ids:
-            units.append({"label": output["label"], "entity_ids": ids})
-    return units
+def written_unit(sync_output: Mapping[str, Any]) -> WorkUnit:
+    """The entities of one synced work unit that were written and wait for their validation."""
+    ids = [r["entity_id"] for r in sync_output["results"] if r.get("needs_validation")]
+    return {"label": sync_output["label"], "entity_ids": ids}
 
 
 def validate_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,17 +226,29 @@ def sync(unit: WorkUnit) -> dict[str, Any]:
     return sync_unit(unit, _label_unit(unit))
 
 
-@task(trigger_rule="all_done")
-def collect_written(sync_outputs: list[dict[str, Any]]) -> list[WorkUnit]:
-    """The entities that were written and wait for their validation (also when another work
-    unit failed: the written entities of the successful ones are validated and released)."""
-    return needing_validation(o for o in sync_outputs if o)
-
-
 @task(pool="advoware_api", map_index_template="{{ unit_label }}")
-def validate(unit: WorkUnit) -> dict[str, Any]:
-    """Mapped: seed #13 round trip for the written entities of one work unit."""
-    return validate_unit(unit, _label_unit(unit))
+def validate(sync_output: dict[str, Any]) -> dict[str, Any]:
+    """Mapped with its ``sync``: the seed #13 round trip for the entities that sync wrote.
+
+    It starts as soon as its own unit's sync is done (not after every unit's), and it is
+    skipped when its sync wrote nothing (no change, dry run): nothing waits for validation.
+    """
+    unit = written_unit(sync_output)
+    params = _label_unit(unit)
+    if not unit["entity_ids"]:
+        raise AirflowSkipException("nothing written in this unit, nothing to validate")
+    return validate_unit(unit, params)
+
+
+def _outputs(pulled: Any) -> list[dict[str, Any]]:
+    """The outputs of a task in the mapped ``entities`` group, as a list: Airflow hands a
+    single XCom over as the value itself (one unit, or all but one skipped), several as a list,
+    none as ``None``."""
+    if pulled is None:
+        return []
+    if isinstance(pulled, Mapping):
+        return [dict(pulled)]
+    return list(pulled)
 
 
 @task(task_id="report", trigger_rule="all_done")
@@ -250,7 +258,7 @@ def report_task(
     validate_outputs: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     """Run summary: table in the log, dict as XCom; metrics and threshold alerts."""
-    summary = report(reset_output, sync_outputs or [], validate_outputs or [])
+    summary = report(reset_output, _outputs(sync_outputs), _outputs(validate_outputs))
     run_id = str(get_current_context().get("run_id") or "run")
     monitor_report(summary, run=run_id, espocrm=EspoCrmHook())
     return summary
@@ -264,15 +272,23 @@ def fail_if_a_task_failed() -> None:
 
 
 def sync_validate_report(units: XComArg, reset_output: XComArg | None = None) -> None:
-    """Wire ``sync`` (mapped) -> ``collect_written`` -> ``validate`` (mapped) -> ``report``.
+    """Wire ``sync`` -> ``validate`` per work unit (a mapped task group), then ``report``.
 
-    Shared by the scheduled/manual DAG and the backfill DAG: one code path for every run kind.
+    Each unit's validation follows its own sync, so there is no wave in between; a unit whose
+    sync failed for good is not validated (its entities' locks expire after the lock TTL), the
+    others are. Shared by the scheduled/manual DAG and the backfill DAG: one code path.
     """
-    synced = sync.expand(unit=units)
-    written = collect_written(synced)
-    validated = validate.expand(unit=written)
-    summary = report_task(reset_output, synced, validated)
-    upstream = [units, synced, written, validated, summary]
+    inner: dict[str, XComArg] = {}
+
+    @task_group(group_id="entities", prefix_group_id=False)
+    def entities(unit: WorkUnit) -> XComArg:
+        inner["synced"] = sync(unit)
+        inner["validated"] = validate(inner["synced"])
+        return inner["validated"]
+
+    per_unit = entities.expand(unit=units)
+    summary = report_task(reset_output, inner["synced"], inner["validated"])
+    upstream = [units, per_unit, summary]
     if reset_output is not None:
         upstream.append(reset_output)
     upstream >> fail_if_a_task_failed()

@@ -33,6 +33,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -161,6 +162,40 @@ def _rss_kb() -> int:
     return 0
 
 
+@dataclass
+class RssSampler:
+    """RSS of this process every ``interval`` seconds while the loop runs (a daemon thread).
+
+    Memory is flat in the number of entities when the RSS stops growing once the loop is under
+    way: the growth over the last three quarters of the loop is compared across sizes, where
+    per-entity data would grow ten times with ten times the entities.
+    """
+
+    interval: float = 0.2
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> RssSampler:
+        started = time.perf_counter()
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval):
+                self.samples.append((time.perf_counter() - started, _rss_kb()))
+
+        self._thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def at(self, fraction: float, wall: float) -> int:
+        """RSS (KiB) at ``fraction`` of the loop's wall time (the last sample before it)."""
+        before = [rss for when, rss in self.samples if when <= fraction * wall]
+        return before[-1] if before else _rss_kb()
+
+
 def worker_main(args: argparse.Namespace) -> int:
     """``bench direct``: one direct loop in this (fresh) process; prints one JSON line."""
     sys.path.insert(0, str(PROJECT_DIR / "plugins"))
@@ -178,14 +213,15 @@ def worker_main(args: argparse.Namespace) -> int:
     before = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = before.ru_utime + before.ru_stime
     started = time.perf_counter()
-    outcomes = direct_loop(
-        espocrm,
-        advoware,
-        concurrency=args.concurrency,
-        settings=SyncSettings(),
-        limit=args.limit,
-        entity_ids=ids,
-    )
+    with RssSampler() as rss:
+        outcomes = direct_loop(
+            espocrm,
+            advoware,
+            concurrency=args.concurrency,
+            settings=SyncSettings(),
+            limit=args.limit,
+            entity_ids=ids,
+        )
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
@@ -195,6 +231,8 @@ def worker_main(args: argparse.Namespace) -> int:
                 "outcomes": dict(outcomes),
                 "rss_before_kb": rss_before,
                 "rss_peak_kb": usage.ru_maxrss,  # KiB on Linux
+                "rss_quarter_kb": rss.at(0.25, wall),
+                "rss_end_kb": rss.at(1.0, wall),
                 "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
             }
         ),
@@ -466,6 +504,8 @@ def measure_direct(
         "outcomes": result["outcomes"],
         "rss_before_mib": result["rss_before_kb"] / 1024,
         "rss_peak_mib": result["rss_peak_kb"] / 1024,
+        "rss_growth_last_three_quarters_mib": (result["rss_end_kb"] - result["rss_quarter_kb"])
+        / 1024,
     }
 
 
@@ -573,19 +613,24 @@ def _runs_table(results: Mapping[str, Any], latency_ms: int) -> Table:
     )
     columns = (
         "run", "entities", "wall s", "entities/s", "calls", "API-bound min s",
-        "wall / API-bound", "max in flight", "peak RSS MiB", "Airflow / direct",
+        "wall / API-bound", "max in flight", "peak RSS MiB", "RSS growth, last 3/4",
+        "Airflow / direct",
     )  # fmt: skip
-    table.caption = "peak RSS of the loop's process; (+n): growth during the loop"
+    table.caption = (
+        "peak RSS of the loop's process, (+n): growth during the loop; last 3/4: growth after "
+        "the first quarter of the loop (flat memory: about the same for every size)"
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
     for size, direct in results["direct"].items():
         growth = direct["rss_peak_mib"] - direct["rss_before_mib"]
         memory = f"{direct['rss_peak_mib']:.0f} (+{growth:.0f})"
-        table.add_row("direct loop", *_run_cells(direct), memory, "")
+        late = f"{direct['rss_growth_last_three_quarters_mib']:+.1f} MiB"
+        table.add_row("direct loop", *_run_cells(direct), memory, late, "")
         airflow = results["airflow"].get(size)
         if airflow:
             ratio = airflow["wall_seconds"] / direct["wall_seconds"]
-            table.add_row("beteiligte_sync", *_run_cells(airflow), "", f"{ratio:.2f}")
+            table.add_row("beteiligte_sync", *_run_cells(airflow), "", "", f"{ratio:.2f}")
     return table
 
 

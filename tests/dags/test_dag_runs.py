@@ -182,6 +182,47 @@ def test_unknown_entity_id_is_reported_not_crashed(dags: dict[str, Any], sb: San
     assert "not found" in report["failures"][0]["error"]
 
 
+def test_a_unit_failing_for_good_does_not_hold_back_the_others(
+    dags: dict[str, Any], sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each unit's validation follows its own sync: a sync task that fails for good (here:
+    no retry) leaves its entity untouched and unvalidated; the other units are synced,
+    validated and reported, and the run itself ends ``failed``."""
+    import beteiligte_tasks
+    from airflow.sdk.exceptions import AirflowFailException
+
+    sb.espocrm_admin.load({"espocrm": {"CBeteiligte": [person(1), person(2), person(3)]}})
+    ids = sorted(espo_state(sb))
+    broken = ids[1]
+    real_sync_unit = beteiligte_tasks.sync_unit
+
+    def sync_unit(unit: dict[str, Any], params: Any) -> dict[str, Any]:
+        if broken in unit["entity_ids"]:
+            raise AirflowFailException("EspoCRM unreachable (simulated)")
+        return real_sync_unit(unit, params)
+
+    monkeypatch.setattr(beteiligte_tasks, "sync_unit", sync_unit)
+    dag_run, report = run(dags["beteiligte_sync"], {"entity_ids": ids})
+    assert dag_run.state == "failed"
+    state = espo_state(sb)
+    assert {i: state[i]["syncStatus"] for i in ids} == {
+        ids[0]: "clean",
+        broken: "pending_sync",
+        ids[2]: "clean",
+    }
+    assert report["counts"]["created"] == 2 and report["counts"]["clean"] == 2
+    with create_session() as session:
+        states = {
+            (ti.task_id, ti.map_index): ti.state
+            for ti in session.query(TaskInstance).filter_by(
+                dag_id="beteiligte_sync", run_id=dag_run.run_id
+            )
+        }
+    assert states[("sync", 1)] == "failed" and states[("validate", 1)] == "upstream_failed"
+    assert states[("validate", 0)] == states[("validate", 2)] == "success"
+    assert states[("fail_if_a_task_failed", -1)] == "failed"
+
+
 def test_backfill_covers_three_intervals(dags: dict[str, Any], sb: Sandbox) -> None:
     days = ["2025-03-01 10:00:00", "2025-03-02 10:00:00", "2025-03-03 10:00:00"]
     records = [
