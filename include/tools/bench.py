@@ -613,19 +613,19 @@ def _runs_table(results: Mapping[str, Any], latency_ms: int) -> Table:
     )
     columns = (
         "run", "entities", "wall s", "entities/s", "calls", "API-bound min s",
-        "wall / API-bound", "max in flight", "peak RSS MiB", "RSS growth, last 3/4",
+        "wall / API-bound", "max in flight", "peak RSS MiB", "late RSS growth MiB",
         "Airflow / direct",
     )  # fmt: skip
     table.caption = (
-        "peak RSS of the loop's process, (+n): growth during the loop; last 3/4: growth after "
-        "the first quarter of the loop (flat memory: about the same for every size)"
+        "peak RSS of the loop's process, (+n): growth during the loop; late RSS growth: growth "
+        "after the first quarter of the loop (flat memory: about the same for every size)"
     )
     for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
     for size, direct in results["direct"].items():
         growth = direct["rss_peak_mib"] - direct["rss_before_mib"]
         memory = f"{direct['rss_peak_mib']:.0f} (+{growth:.0f})"
-        late = f"{direct['rss_growth_last_three_quarters_mib']:+.1f} MiB"
+        late = f"{direct['rss_growth_last_three_quarters_mib']:+.1f}"
         table.add_row("direct loop", *_run_cells(direct), memory, late, "")
         airflow = results["airflow"].get(size)
         if airflow:

@@ -36,7 +36,7 @@ def test_bench_tiny_mode_prints_all_figures(tmp_path: Path) -> None:
         "API-bound",
         "max in flight",
         "peak RSS",
-        "RSS growth, last 3/4",
+        "late RSS growth",
     ):
         assert text in out, text
 
