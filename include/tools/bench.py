@@ -26,6 +26,7 @@ shows in the figures: compare ratios of one run, not absolute times between mach
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -231,8 +232,7 @@ def worker_main(args: argparse.Namespace) -> int:
                 "outcomes": dict(outcomes),
                 "rss_before_kb": rss_before,
                 "rss_peak_kb": usage.ru_maxrss,  # KiB on Linux
-                "rss_quarter_kb": rss.at(0.25, wall),
-                "rss_end_kb": rss.at(1.0, wall),
+                "rss_quarters_kb": [rss.at(q / 4, wall) for q in (1, 2, 3, 4)],
                 "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
             }
         ),
@@ -504,8 +504,11 @@ def measure_direct(
         "outcomes": result["outcomes"],
         "rss_before_mib": result["rss_before_kb"] / 1024,
         "rss_peak_mib": result["rss_peak_kb"] / 1024,
-        "rss_growth_last_three_quarters_mib": (result["rss_end_kb"] - result["rss_quarter_kb"])
-        / 1024,
+        # Growth in the 2nd, 3rd and 4th quarter of the loop's wall time.
+        "rss_growth_per_quarter_mib": [
+            (later - earlier) / 1024
+            for earlier, later in itertools.pairwise(result["rss_quarters_kb"])
+        ],
     }
 
 
@@ -613,19 +616,19 @@ def _runs_table(results: Mapping[str, Any], latency_ms: int) -> Table:
     )
     columns = (
         "run", "entities", "wall s", "entities/s", "calls", "API-bound min s",
-        "wall / API-bound", "max in flight", "peak RSS MiB", "late RSS growth MiB",
+        "wall / API-bound", "max in flight", "peak RSS MiB", "RSS growth per quarter MiB",
         "Airflow / direct",
     )  # fmt: skip
     table.caption = (
-        "peak RSS of the loop's process, (+n): growth during the loop; late RSS growth: growth "
-        "after the first quarter of the loop (flat memory: about the same for every size)"
+        "peak RSS of the loop's process, (+n): growth during the loop; growth in the 2nd, 3rd "
+        "and 4th quarter of the loop (flat memory: near 0 for every size)"
     )
     for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
     for size, direct in results["direct"].items():
         growth = direct["rss_peak_mib"] - direct["rss_before_mib"]
         memory = f"{direct['rss_peak_mib']:.0f} (+{growth:.0f})"
-        late = f"{direct['rss_growth_last_three_quarters_mib']:+.1f}"
+        late = " ".join(f"{g:+.1f}" for g in direct["rss_growth_per_quarter_mib"])
         table.add_row("direct loop", *_run_cells(direct), memory, late, "")
         airflow = results["airflow"].get(size)
         if airflow:
