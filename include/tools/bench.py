@@ -534,8 +534,10 @@ def measure_airflow(
     *,
     latency_ms: int,
     workdir: Path,
+    repeat: int = 1,
 ) -> dict[int, dict[str, Any]]:
-    """One full ``beteiligte_sync`` run per world under real Airflow components."""
+    """Full ``beteiligte_sync`` runs per world under real Airflow components (the median of
+    ``repeat`` runs, each on a fresh copy of the world)."""
     from include.tools.airflow_runtime import AirflowComponents
 
     env = {"BETEILIGTE_SYNC_SCHEDULE": "none", **sb.conn_env}
@@ -546,19 +548,33 @@ def measure_airflow(
         for size, world in worlds.items():
             sb.load(world)
             _warm_up(airflow, world)
-            sb.load(world)
-            run_id = airflow.trigger("beteiligte_sync", {"limit": size})
-            state = airflow.wait_for_run("beteiligte_sync", run_id, timeout=3600, poll=0.5)
-            if state != "success":
-                raise RuntimeError(f"beteiligte_sync run {run_id} ended {state}")
-            info = airflow.run_info("beteiligte_sync", run_id)
-            wall = (_when(info["end_date"]) - _when(info["queued_at"])).total_seconds()
-            report = airflow.xcom("beteiligte_sync", run_id, "report")
-            figures[size] = _run_figures(wall, sb.counters(), size, latency_ms) | {
-                "outcomes": report.get("counts", {}),
-                "tasks": task_timeline(airflow, run_id, _when(info["queued_at"])),
-            }
+            runs = []
+            for _ in range(repeat):
+                sb.load(world)
+                runs.append(_airflow_run(airflow, sb, size, latency_ms))
+            figures[size] = median_run(runs)
     return figures
+
+
+def _airflow_run(airflow: Any, sb: SandboxProcess, size: int, latency_ms: int) -> dict[str, Any]:
+    run_id = airflow.trigger("beteiligte_sync", {"limit": size})
+    state = airflow.wait_for_run("beteiligte_sync", run_id, timeout=3600, poll=0.5)
+    if state != "success":
+        raise RuntimeError(f"beteiligte_sync run {run_id} ended {state}")
+    info = airflow.run_info("beteiligte_sync", run_id)
+    wall = (_when(info["end_date"]) - _when(info["queued_at"])).total_seconds()
+    report = airflow.xcom("beteiligte_sync", run_id, "report")
+    return _run_figures(wall, sb.counters(), size, latency_ms) | {
+        "outcomes": report.get("counts", {}),
+        "tasks": task_timeline(airflow, run_id, _when(info["queued_at"])),
+    }
+
+
+def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median wall time (the middle one; of two, the slower), with the wall
+    times of all runs under ``wall_seconds_runs``."""
+    ordered = sorted(runs, key=lambda run: run["wall_seconds"])
+    return ordered[len(ordered) // 2] | {"wall_seconds_runs": [run["wall_seconds"] for run in runs]}
 
 
 def task_timeline(airflow: Any, run_id: str, queued: datetime) -> dict[str, dict[str, float]]:
@@ -620,8 +636,9 @@ def _runs_table(results: Mapping[str, Any], latency_ms: int) -> Table:
         "Airflow / direct",
     )  # fmt: skip
     table.caption = (
-        "peak RSS of the loop's process, (+n): growth during the loop; growth in the 2nd, 3rd "
-        "and 4th quarter of the loop (flat memory: near 0 for every size)"
+        "median of the runs where a size was repeated; peak RSS of the loop's process, (+n): "
+        "growth during the loop; growth in the 2nd, 3rd and 4th quarter of the loop (flat "
+        "memory: near 0 for every size)"
     )
     for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
@@ -682,22 +699,35 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         first_world, first_groups = worlds[args.sizes[0]]
         results["calls_per_outcome"] = calls_per_outcome(sb, first_world, first_groups, local)
         console.print(_calls_table(results["calls_per_outcome"]))
+        airflow_sizes = [] if args.no_airflow else [s for s in args.airflow_sizes if s in worlds]
         for size in args.sizes:
-            console.print(f"Direct loop over {size:,} entities ... ({_since(started)})")
-            results["direct"][size] = measure_direct(
-                sb, worlds[size][0], size, latency_ms=args.latency_ms, workdir=workdir
+            # Sizes compared with Airflow are run --repeat times on both sides (median).
+            repeat = args.repeat if size in airflow_sizes else 1
+            console.print(f"Direct loop over {size:,} entities x{repeat} ... ({_since(started)})")
+            results["direct"][size] = median_run(
+                [
+                    measure_direct(
+                        sb, worlds[size][0], size, latency_ms=args.latency_ms, workdir=workdir
+                    )
+                    for _ in range(repeat)
+                ]
             )
-        airflow_sizes = [s for s in args.airflow_sizes if s in worlds]
-        if airflow_sizes and not args.no_airflow:
+        if airflow_sizes:
             results["airflow"] = measure_airflow(
                 sb,
                 {s: worlds[s][0] for s in airflow_sizes},
                 latency_ms=args.latency_ms,
                 workdir=workdir,
+                repeat=args.repeat,
             )
         for size, airflow_figures in results["airflow"].items():
             console.print(_timeline_table(size, airflow_figures["tasks"]))
         console.print(_runs_table(results, args.latency_ms))
+        for kind, label in (("direct", "direct loop"), ("airflow", "beteiligte_sync")):
+            for size, row in results[kind].items():
+                if len(row["wall_seconds_runs"]) > 1:
+                    walls = ", ".join(f"{w:.1f}" for w in row["wall_seconds_runs"])
+                    console.print(f"{label} {size:,}: wall s of the repeated runs: {walls}")
         console.print(f"Total bench time: {_since(started)}")
     return results
 
@@ -714,6 +744,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--airflow-sizes", type=_sizes, default=[1000])
     parser.add_argument("--no-airflow", action="store_true", help="skip the Airflow runs")
     parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per side for the sizes compared with Airflow (the median is shown)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--template-size",
