@@ -372,7 +372,7 @@ def _finish_without_ops(
         data = _failure_fields(record, now, message, settings)
         outcome = Outcome.VALIDATION_FAILED
     else:
-        data = _success_fields(record, advo, now)
+        data = _success_fields(record, advo, now, log)
         outcome = Outcome(plan.outcome)
     try:
         espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
@@ -394,13 +394,13 @@ def _names(diffs: Sequence[str]) -> str:
 
 
 def _success_fields(
-    record: Mapping[str, Any], advo: Mapping[str, Any], now: datetime
+    record: Mapping[str, Any], advo: Mapping[str, Any], now: datetime, log: logging.Logger
 ) -> dict[str, Any]:
     kommunikation = advo.get("kommunikation") or []
     new_hash = komm.kommunikation_hash(kommunikation)
     if new_hash != record.get("kommunikationHash"):
         relevant = sum(komm.is_sync_relevant(k) for k in kommunikation)
-        LOG.info(
+        log.info(
             "entity %s: Kommunikation hash updated (based on %d sync-relevant of %d total)",
             record.get("id"),
             relevant,
@@ -565,7 +565,7 @@ def _validate_entity(
         data = _failure_fields(record, now, message, settings)
         return _write_validation(record, espocrm, data, Outcome.VALIDATION_FAILED, log)
     return _write_validation(
-        record, espocrm, _success_fields(record, advo, now), Outcome.CLEAN, log
+        record, espocrm, _success_fields(record, advo, now, log), Outcome.CLEAN, log
     )
 
 
