@@ -187,21 +187,33 @@ def _sum_calls(outputs: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return total
 
 
+#: What a task outside the mapped ``entities`` group pulls from a task inside it.
+Pulled = Sequence[Mapping[str, Any] | None] | Mapping[str, Any] | None
+
+
+def _outputs(pulled: Pulled) -> list[dict[str, Any]]:
+    """The outputs of a task in the mapped ``entities`` group, as a list. Airflow hands a single
+    XCom over as the value itself (one unit, or all but one skipped), several as a list, none as
+    ``None``; a mapped instance that failed for good or was skipped left no XCom (no gap kept)."""
+    if pulled is None:
+        return []
+    if isinstance(pulled, Mapping):
+        return [dict(pulled)]
+    return [dict(o) for o in pulled if o]
+
+
 def report(
-    reset_output: Mapping[str, Any] | None,
-    sync_outputs: Sequence[Mapping[str, Any]],
-    validate_outputs: Sequence[Mapping[str, Any]],
+    reset_output: Mapping[str, Any] | None, sync_outputs: Pulled, validate_outputs: Pulled
 ) -> dict[str, Any]:
-    """Build the run summary, log it as a table and return it (the task's XCom)."""
-    # A mapped instance that failed for good (infrastructure) left no XCom: skip its gap.
-    sync_outputs = [o for o in sync_outputs or [] if o]
-    validate_outputs = [o for o in validate_outputs or [] if o]
+    """Build the run summary from the pulled XComs, log it as a table and return it (the task's
+    XCom)."""
+    synced, validated = _outputs(sync_outputs), _outputs(validate_outputs)
     reset_output = reset_output or {}
     results = merge_results(
-        (r for output in sync_outputs for r in output["results"]),
-        (r for output in validate_outputs for r in output["results"]),
+        (r for output in synced for r in output["results"]),
+        (r for output in validated for r in output["results"]),
     )
-    calls = _sum_calls([reset_output, *sync_outputs, *validate_outputs])
+    calls = _sum_calls([reset_output, *synced, *validated])
     summary = build_report(
         results,
         resets=len(reset_output.get("reset_ids", [])),
@@ -240,25 +252,14 @@ def validate(sync_output: dict[str, Any]) -> dict[str, Any]:
     return validate_unit(unit, params)
 
 
-def _outputs(pulled: Any) -> list[dict[str, Any]]:
-    """The outputs of a task in the mapped ``entities`` group, as a list: Airflow hands a
-    single XCom over as the value itself (one unit, or all but one skipped), several as a list,
-    none as ``None``."""
-    if pulled is None:
-        return []
-    if isinstance(pulled, Mapping):
-        return [dict(pulled)]
-    return list(pulled)
-
-
 @task(task_id="report", trigger_rule="all_done")
 def report_task(
     reset_output: dict[str, Any] | None,
-    sync_outputs: list[dict[str, Any]] | None,
-    validate_outputs: list[dict[str, Any]] | None,
+    sync_outputs: Pulled,
+    validate_outputs: Pulled,
 ) -> dict[str, Any]:
     """Run summary: table in the log, dict as XCom; metrics and threshold alerts."""
-    summary = report(reset_output, _outputs(sync_outputs), _outputs(validate_outputs))
+    summary = report(reset_output, sync_outputs, validate_outputs)
     run_id = str(get_current_context().get("run_id") or "run")
     monitor_report(summary, run=run_id, espocrm=EspoCrmHook())
     return summary

@@ -259,3 +259,23 @@ def test_two_thousand_candidates_stay_within_the_mapped_instance_bound(
     assert report["entities"] == 2000
     assert report["counts"]["created"] == 2000 and report["counts"]["clean"] == 2000
     assert len(sb.advoware_admin.state()["Beteiligte"]) == 2000
+
+
+def test_report_reads_one_several_or_no_pulled_outputs() -> None:
+    """Airflow hands a task outside the mapped group one XCom as the value itself, several as a
+    list (without the failed or skipped instances), none as ``None``: the report counts all."""
+    import beteiligte_tasks
+
+    def output(entity_id: str, outcome: str) -> dict[str, Any]:
+        result = {"entity_id": entity_id, "betnr": 1, "outcome": outcome}
+        return {"label": entity_id, "results": [result], "calls": {"espocrm": 2}}
+
+    one = beteiligte_tasks.report(None, output("a", "no_change"), None)
+    several = beteiligte_tasks.report(
+        {"reset_ids": ["c"], "calls": {"espocrm": 1}},
+        [output("a", "no_change"), None, output("b", "espocrm_newer")],
+        output("b", "clean"),
+    )
+    assert one["counts"]["no_change"] == 1 and one["api_calls"] == {"espocrm": 2}
+    assert several["counts"]["no_change"] == 1 and several["counts"]["clean"] == 1
+    assert several["counts"]["resets"] == 1 and several["api_calls"] == {"espocrm": 7}
