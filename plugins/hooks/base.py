@@ -243,20 +243,26 @@ class JsonApiHook(BaseHook):
         session.trust_env = False
         return session
 
+    @cached_property
+    def _environments(self) -> dict[str, dict[str, Any]]:
+        """Per origin: the keyword arguments :meth:`_environment` found for it."""
+        return {}
+
     def _environment(self, url: str) -> dict[str, Any]:
         """Proxies and CA bundle for ``url``'s origin, from the environment, as requests would
         find them on every call with ``trust_env`` (cached per scheme and host)."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        cache = self.__dict__.setdefault("_environment_cache", {})
-        if origin not in cache:
-            probe = requests.Session()  # trust_env on: requests' own rules, applied once
-            found = probe.merge_environment_settings(origin, {}, None, self.settings.verify, None)
-            probe.close()
-            cache[origin] = {"proxies": found["proxies"]}
+        if origin not in self._environments:
+            with requests.Session() as probe:  # trust_env on: requests' own rules, applied once
+                found = probe.merge_environment_settings(
+                    origin, {}, None, self.settings.verify, None
+                )
+            found_kwargs: dict[str, Any] = {"proxies": found["proxies"]}
             if parts.scheme == "https":  # a CA bundle means nothing (but a stat) for plain HTTP
-                cache[origin]["verify"] = found["verify"]
-        return dict(cache[origin])
+                found_kwargs["verify"] = found["verify"]
+            self._environments[origin] = found_kwargs
+        return self._environments[origin]
 
     def get_conn(self) -> requests.Session:
         """Return the hook's HTTP session (Airflow's conventional accessor)."""
