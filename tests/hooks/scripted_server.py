@@ -12,7 +12,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,40 +34,57 @@ class Script:
             return self.steps.pop(0) if self.steps else (200, {}, {})
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler skeleton of the test servers: silent, one method for every
+    verb (:meth:`answer`), with helpers to read the body, reply, or reset the connection."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def answer(self) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self.answer()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def reset_connection(self) -> None:
+        """No answer: SO_LINGER 0, so the client sees a connection reset, not a clean close."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def reply(self, status: int, headers: Iterable[tuple[str, Any]], data: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, str(value))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+    class Handler(QuietHandler):
+        def answer(self) -> None:
+            body = self.read_body()
             with script.lock:
                 script.seen.append((self.command, self.path, dict(self.headers), body))
             step = script.next_step()
             if step == "reset":
-                # SO_LINGER 0: the client sees a connection reset, not a clean close
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-                self.close_connection = True
+                self.reset_connection()
                 return
             if isinstance(step, tuple) and step[0] == "hang":
                 time.sleep(step[1])
                 step = (200, {}, {})
             status, headers, payload = step
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, str(value))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _handle
+            self.reply(status, [*headers.items(), ("Content-Type", "application/json")], data)
 
     return Handler
 

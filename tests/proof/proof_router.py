@@ -11,14 +11,14 @@ drops the connection, the router resets the client's connection too.
 from __future__ import annotations
 
 import http.client
-import socket
-import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.hooks.scripted_server import QuietHandler
 
 #: Hop-by-hop headers, and those the router sets itself.
 _SKIP_HEADERS = frozenset(
@@ -82,15 +82,9 @@ def _forward(target: str, method: str, path: str, headers: dict[str, str], body:
 
 
 def _handler(router: Router) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+    class Handler(QuietHandler):
+        def answer(self) -> None:
+            body = self.read_body()
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
             target = router.target_for(self.command, self.path)
             try:
@@ -99,20 +93,10 @@ def _handler(router: Router) -> type[BaseHTTPRequestHandler]:
                 )
             except (OSError, http.client.HTTPException):
                 # the upstream dropped the connection: so does the router (RST, no answer)
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-                self.close_connection = True
+                self.reset_connection()
                 return
-            self.send_response(status)
-            for key, value in answer_headers:
-                if key.lower() not in _SKIP_HEADERS:
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _handle
+            kept = [(k, v) for k, v in answer_headers if k.lower() not in _SKIP_HEADERS]
+            self.reply(status, kept, data)
 
     return Handler
 
