@@ -134,4 +134,4 @@ def test_one_changed_kommunikation_costs_about_one_call_more_than_stammdaten(
     calls = http.calls()
     assert result.status == "clean" and result.kommunikation_changes == 1
     assert calls.advoware["PUT /api/v1/advonet/Beteiligte/{betNr}/Kommunikationen/{kommId}"] == 1
-    assert calls.business <= 6 + 1
+    assert calls.business <= 6 + 1, (calls, http.sb.espocrm_admin.counters()["calls"])
