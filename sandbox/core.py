@@ -265,16 +265,22 @@ class ApiServer:
         template = route.template if route else request.path
         key = f"{request.method} {template}"
         self.counters.enter()
-        outcome = "reset"
+        response: Response | None = None
         try:
             response = self._run_product(route, allowed, request, template)
-            outcome = str(response.status)
-            _write(handler, response)
         except _ConnectionReset:
-            _reset_connection(handler)
+            pass
         finally:
+            # Counted before the answer leaves: a client that reads the counters right after
+            # its answer must see this call (counted after, a test's reset of the counters
+            # could land in between and the call would count towards the next stretch).
+            outcome = str(response.status) if response is not None else "reset"
             self.counters.leave(key, outcome)
             log.debug("%s %s -> %s", request.method, template, outcome)
+        if response is None:
+            _reset_connection(handler)
+        else:
+            _write(handler, response)
 
     def _run_product(
         self, route: Route | None, allowed: bool, request: Request, template: str

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from sandbox.admin import SandboxAdminError
+from sandbox.core import CallCounters
 from sandbox.server import Sandbox
 from tests.sandbox.conftest import Api
 
@@ -145,6 +146,27 @@ def test_counters_per_method_template_and_status(sandbox: Sandbox, espo: Api) ->
     assert sandbox.espocrm_admin.calls(f"GET {ONE}") == 3
     sandbox.espocrm_admin.reset_counters()
     assert sandbox.espocrm_admin.counters()["calls"] == {}
+
+
+def test_a_call_is_counted_before_its_answer_arrives(
+    sandbox: Sandbox, espo: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that resets the counters right after its last answer must not find that call in
+    the next stretch (CI once counted a set-up's final PUT towards the test's own calls). The
+    counting is slowed down here so that counting after the answer would lose the race."""
+    record = espo.post("/CBeteiligte", json={"name": "x"}).json()
+    leave = CallCounters.leave
+
+    def slow_leave(self: CallCounters, key: str, outcome: str) -> None:
+        time.sleep(0.05)
+        leave(self, key, outcome)
+
+    monkeypatch.setattr(CallCounters, "leave", slow_leave)
+    for _ in range(5):
+        espo.put(f"/CBeteiligte/{record['id']}", json={"name": "y"})
+        sandbox.espocrm_admin.reset_counters()
+        time.sleep(0.1)  # longer than the slowed counting: a late count would show now
+        assert sandbox.espocrm_admin.counters()["calls"] == {}
 
 
 def test_advoware_templates_name_betnr_and_komm_id(sandbox: Sandbox, advo: Api) -> None:
