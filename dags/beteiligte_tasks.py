@@ -8,6 +8,7 @@ decision is the engine's (``include.beteiligte_sync``); this module only connect
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -119,10 +120,17 @@ def _records(espocrm: EspoCrmHook, entity_ids: Sequence[str]) -> dict[str, dict[
 
 
 def sync_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Sync every entity of one work unit; an entity's failure is recorded on the entity."""
+    """Sync every entity of one work unit; an entity's failure is recorded on the entity.
+
+    Written entities wait, locked, for the unit's ``validate`` task. A unit that runs long (a
+    third of the lock TTL) validates what it wrote so far at once, and every later entity right
+    after its write, so no lock it holds runs past its TTL unnoticed.
+    """
     espocrm, advoware = EspoCrmHook(), AdvowareHook()
     records = _records(espocrm, unit["entity_ids"])
-    results = []
+    direction = params.get("direction", "both")
+    started = time.monotonic()
+    results: list[EntityResult] = []
     for entity_id in unit["entity_ids"]:
         record = records.get(entity_id)
         if record is None:
@@ -131,15 +139,24 @@ def sync_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
                 EntityResult(entity_id, None, Outcome.FAILED.value, error="not found in EspoCRM")
             )
             continue
+        inline = time.monotonic() - started > SETTINGS.lock_ttl.total_seconds() / 3
+        if inline:
+            results = [
+                engine.validate_written(
+                    r, espocrm, advoware, clock=utc_now, settings=SETTINGS, direction=direction
+                )
+                for r in results
+            ]
         result = engine.sync_entity(
             record,
             espocrm,
             advoware,
-            direction=params.get("direction", "both"),
+            direction=direction,
             force=bool(params.get("force")),
             dry_run=bool(params.get("dry_run")),
             clock=utc_now,
             settings=SETTINGS,
+            validate_inline=inline,
         )
         if params.get("dry_run"):
             log.info("Dry run plan for %s:\n%s", entity_id, result.plan_text)
@@ -153,14 +170,20 @@ def sync_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def written_unit(sync_output: Mapping[str, Any]) -> WorkUnit:
-    """The entities of one synced work unit that were written and wait for their validation."""
-    ids = [r["entity_id"] for r in sync_output["results"] if r.get("needs_validation")]
-    return {"label": sync_output["label"], "entity_ids": ids}
+    """The entities of one synced work unit that were written and wait for their validation,
+    with what their sync step left (lock token, version, expected hash)."""
+    written = [r for r in sync_output["results"] if r.get("needs_validation")]
+    return {
+        "label": sync_output["label"],
+        "entity_ids": [r["entity_id"] for r in written],
+        "written": {r["entity_id"]: r for r in written},
+    }
 
 
 def validate_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
     """Seed #13 round trip: re-read both sides; ``clean`` only when they match."""
     espocrm, advoware = EspoCrmHook(), AdvowareHook()
+    written = unit.get("written") or {}
     results = [
         engine.validate_entity(
             entity_id,
@@ -169,6 +192,7 @@ def validate_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
             clock=utc_now,
             settings=SETTINGS,
             direction=params.get("direction", "both"),
+            written=EntityResult.from_dict(written[entity_id]) if entity_id in written else None,
         )
         for entity_id in unit["entity_ids"]
     ]

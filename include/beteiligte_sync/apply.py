@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from include.beteiligte_sync import mapping
+from include.beteiligte_sync import compare, mapping
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
-from include.beteiligte_sync.errors import EntityError
+from include.beteiligte_sync.errors import ApiError, BadResponse, EntityError
 from include.beteiligte_sync.ops import (
     CreateAdvowareBeteiligte,
     CreateKommunikation,
@@ -55,15 +55,20 @@ def apply_plan(
 
 def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: AdvowareClient) -> None:
     if isinstance(op, CreateAdvowareBeteiligte):
-        created = advoware.create_beteiligte(op.fields)
-        state.betnr = int(created["betNr"])
-        # The baseline of what was just created goes with the betnr: if the rest of the plan or
-        # its validation fails, later runs decide by it, not by timestamps that our own
-        # bookkeeping writes keep moving (EspoCRM's modifiedAt would always look newer).
+        state.betnr = _new_betnr(advoware.create_beteiligte(op.fields))
+        # The betnr is recorded at once, so a failure later in the plan cannot lead to a second
+        # party. Advoware's answer carries only the betNr (SPEC §5): the party is read back for
+        # the rowId. The baseline goes with the betnr: if the rest of the plan or its validation
+        # fails, later runs decide by it, not by timestamps that our own bookkeeping writes keep
+        # moving (EspoCRM's modifiedAt would always look newer).
+        try:
+            row_id = compare.baseline_row_id(advoware.get_beteiligte(state.betnr).get("rowId"))
+        except ApiError:
+            row_id = None  # the betnr must be recorded whatever happens; validation reads again
         baseline = {
             "betnr": state.betnr,
-            "advowareRowId": created.get("rowId"),
-            "syncedHash": mapping.business_hash(mapping.from_advoware(created)),
+            "advowareRowId": row_id,
+            "syncedHash": mapping.business_hash(mapping.from_advoware(op.fields)),
         }
         _write_espocrm(espocrm, state, baseline)
     elif isinstance(op, UpdateAdvowareBeteiligte):
@@ -83,6 +88,14 @@ def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: Advow
         espocrm.post_note(op.entity_id, op.text)
     else:
         raise TypeError(f"unknown op {type(op).__name__}")
+
+
+def _new_betnr(answer: object) -> int:
+    """The ``betNr`` of Advoware's answer to a create (the only thing it carries)."""
+    betnr = answer.get("betNr") if isinstance(answer, Mapping) else None
+    if isinstance(betnr, bool) or not isinstance(betnr, int | str) or not str(betnr).isdigit():
+        raise BadResponse("the create answer carries no betNr")
+    return int(betnr)
 
 
 def _betnr(state: ApplyState) -> int:

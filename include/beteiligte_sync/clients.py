@@ -62,17 +62,18 @@ class AdvowareClient(Protocol):
         """Return one party including its ``kommunikation`` list; ``NotFound`` if unknown."""
         ...
 
-    def find_beteiligte(self, name: str) -> list[Record]:
+    def find_beteiligte(self, name: str) -> list[Record] | None:
         """Return the parties whose ``name`` equals ``name`` (used to recover an interrupted
-        create: see the engine's create step)."""
+        create: see the engine's create step), or ``None`` where Advoware offers no search
+        (no search endpoint is confirmed for the real API: an optional capability)."""
         ...
 
     def create_beteiligte(self, data: Mapping[str, Any]) -> Record:
-        """Create a party; the answer carries the new ``betNr``."""
+        """Create a party; the answer carries only the new ``betNr`` (read the party back)."""
         ...
 
     def update_beteiligte(self, betnr: int, data: Mapping[str, Any]) -> Record:
-        """Update a party's own fields."""
+        """Update a party's own fields; the answer carries only the ``betNr``."""
         ...
 
     def create_kommunikation(self, betnr: int, data: Mapping[str, Any]) -> Record:

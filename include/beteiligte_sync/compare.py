@@ -11,6 +11,7 @@ Without a baseline (initial sync) seed #11 decides: the newer timestamp wins, eq
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,22 @@ from include.beteiligte_sync.timefmt import parse_advoware, parse_espocrm
 
 #: ``advowareRowId`` holds this prefix while a create in Advoware is in flight.
 CREATE_PENDING_PREFIX = "create-pending:"
+
+#: ``advowareRowId`` is a varchar of 100 in the shipped entity definition.
+ROW_ID_MAX_LENGTH = 100
+
+
+def baseline_row_id(row_id: object) -> str | None:
+    """The Advoware ``rowId`` as stored in ``advowareRowId``: as it is when it fits the field,
+    else a SHA-256 of it (equal rowIds still compare equal; nothing the sync writes may be too
+    long for the field it goes to)."""
+    if row_id in (None, ""):
+        return None
+    text = str(row_id)
+    if len(text) <= ROW_ID_MAX_LENGTH:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
 
 Basis = Literal["baseline", "timestamps", "baseline_mismatch"]
 
@@ -86,7 +103,9 @@ def compare(
     if not has_baseline(espocrm_record):
         return Comparison(by_time, True, False, False, differing, "timestamps")
     espo_changed = business_hash(espocrm_canon) != espocrm_record.get("syncedHash")
-    advo_changed = advoware_record.get("rowId") != espocrm_record.get("advowareRowId")
+    advo_changed = baseline_row_id(advoware_record.get("rowId")) != espocrm_record.get(
+        "advowareRowId"
+    )
     if espo_changed and advo_changed:
         # Both changed to the same data (typically our own write whose validation was lost,
         # healed after the stale lock): nothing to resolve, nothing overwritten.

@@ -18,7 +18,7 @@ cheap re-checks alike, and no batch runs long after the others have finished.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
 #: Bound on one-entity units: up to this many candidates, each gets its own mapped task instance.
 DEFAULT_MAX_UNITS = 16
@@ -33,6 +33,8 @@ class WorkUnit(TypedDict):
 
     label: str
     entity_ids: list[str]
+    #: validation units only: per entity, what its sync step left (lock token, version, ...).
+    written: NotRequired[dict[str, dict[str, Any]]]
 
 
 def split_into_units(

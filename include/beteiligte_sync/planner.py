@@ -6,16 +6,20 @@ No I/O here: the caller fetched the Advoware party (or the adoption candidates) 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from include.beteiligte_sync import kommunikation as komm
-from include.beteiligte_sync import mapping
-from include.beteiligte_sync.compare import CREATE_PENDING_PREFIX, Comparison, compare
+from include.beteiligte_sync import mapping, status
+from include.beteiligte_sync.compare import (
+    CREATE_PENDING_PREFIX,
+    Comparison,
+    baseline_row_id,
+    compare,
+    has_baseline,
+)
 from include.beteiligte_sync.errors import EntityError
 from include.beteiligte_sync.ops import (
     CreateAdvowareBeteiligte,
@@ -93,11 +97,41 @@ def plan_create(record: Mapping[str, Any], *, direction: str, now: datetime) -> 
         direction,
         ops=ops,
         initial=True,
-        create_pending=create_pending_marker(now, canon.get("name") or ""),
+        create_pending=create_pending_marker(now),
         kommunikation_changes=k.changes,
         warnings=list(k.warnings),
     )
     return Planned(plan, kommunikation=k)
+
+
+def plan_unchanged(
+    record: Mapping[str, Any], advo: Mapping[str, Any], *, direction: str
+) -> Planned | None:
+    """The plan for a list record (no email and phone arrays) when neither side changed since
+    the last sync, else None (the whole record must be read and planned from).
+
+    EspoCRM provably did not change: the record is ``clean`` (the firm's mark-dirty rule makes
+    any business change ``dirty``) and its Stammdaten hash equals ``syncedHash``. Advoware did
+    not: its ``rowId`` and the hash of its sync-relevant Kommunikationen equal the baselines.
+    """
+    if status.current_status(record) is not status.SyncStatus.CLEAN or not has_baseline(record):
+        return None
+    try:
+        espo_canon, advo_canon = mapping.from_espocrm(record), mapping.from_advoware(advo)
+    except EntityError:
+        return None
+    if mapping.business_hash(espo_canon) != record.get("syncedHash"):
+        return None
+    if baseline_row_id(advo.get("rowId")) != record.get("advowareRowId"):
+        return None
+    if komm.kommunikation_hash(advo.get("kommunikation") or []) != record.get("kommunikationHash"):
+        return None
+    cmp = Comparison(Outcome.NO_CHANGE, False, False, False, (), "baseline")
+    plan = Plan(str(record["id"]), int(advo["betNr"]), Outcome.NO_CHANGE.value, direction)
+    differing = mapping.differing_fields(espo_canon, advo_canon)
+    if differing:
+        return None  # the baseline says "same" but the data differ: plan from the whole record
+    return Planned(plan, cmp, advoware_record=advo)
 
 
 def plan_linked(
@@ -254,7 +288,11 @@ def _shown(value: Any) -> str:
 
 
 def differences(
-    record: Mapping[str, Any], advo: Mapping[str, Any], *, direction: str = "both"
+    record: Mapping[str, Any],
+    advo: Mapping[str, Any],
+    *,
+    direction: str = "both",
+    kommunikation: bool = True,
 ) -> list[str]:
     """Validation differences (seed #13): every mapped field, then the Kommunikation, as
     ``"<field>: <espocrm> != <advoware>"``. Empty when both sides hold the same data.
@@ -268,6 +306,8 @@ def differences(
         f"{name}: {_plain(espo_canon.get(name))} != {_plain(advo_canon.get(name))}"
         for name in mapping.differing_fields(espo_canon, advo_canon)
     ]
+    if not kommunikation:  # a list record: its email and phone arrays are not there to compare
+        return out
     return out + list(komm.compare_kommunikation(dict(record), dict(advo), direction=direction))
 
 
@@ -311,25 +351,24 @@ def choose_adoption(
     return matches[0] if matches else None
 
 
-def create_pending_marker(now: datetime, name: str) -> str:
-    """``create-pending:<UTC time>|<base64 name>``: when the create started and the name it
-    sent, so an interrupted create is found even if a person renamed the entity meanwhile.
-    (The name is the record's own; it stays in the record's bookkeeping field.)"""
-    encoded = base64.b64encode(name.encode("utf-8")).decode("ascii")
-    marker = f"{CREATE_PENDING_PREFIX}{format_iso_utc(now)}|{encoded}"
-    # EspoCRM varchar: without the name, adoption falls back to the current name.
-    return marker if len(marker) <= mapping.ESPOCRM_VARCHAR_MAX else marker.split("|", 1)[0]
+def create_pending_marker(now: datetime) -> str:
+    """``create-pending:<UTC time>``: a create in Advoware started then and is not confirmed.
+    Short enough for ``advowareRowId`` (100 characters in the shipped entity definition)."""
+    return f"{CREATE_PENDING_PREFIX}{format_iso_utc(now)}"
 
 
-def pending_name(record: Mapping[str, Any]) -> str | None:
-    """The name an interrupted create sent (from the create-pending marker), if recorded."""
+def interrupted_create_message(record: Mapping[str, Any]) -> str:
+    """``syncErrorMessage`` of a party whose create may have reached Advoware although no
+    answer came back, where Advoware offers no search to find out: a person decides."""
     marker = str(record.get("advowareRowId") or "")
-    if not marker.startswith(CREATE_PENDING_PREFIX) or "|" not in marker:
-        return None
-    try:
-        return base64.b64decode(marker.split("|", 1)[1], validate=True).decode("utf-8") or None
-    except (binascii.Error, ValueError):
-        return None
+    started = marker.removeprefix(CREATE_PENDING_PREFIX).split("|", 1)[0] or "unknown time"
+    return (
+        f"Create in Advoware interrupted (started {started}): it may or may not have created "
+        "the party, and Advoware offers no search to check. Look in Advoware for a party named "
+        "like this one created since then. If it exists, link it: "
+        f"beteiligte link {record.get('id')} --betnr <betNr>. "
+        f"If not, allow a new create: beteiligte link {record.get('id')} --create"
+    )
 
 
 def is_create_pending(record: Mapping[str, Any]) -> bool:

@@ -7,6 +7,7 @@ engine writes ``syncStatus``, ``syncRetryCount``, ``syncNextRetry`` or ``syncLoc
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,6 +21,8 @@ BACKOFF_MINUTES: tuple[int, ...] = (1, 5, 15, 60, 240)
 AUTO_RESET_HOURS = 24
 #: A lock older than this is stale and may be taken over.
 LOCK_TTL = timedelta(minutes=15)
+#: EspoCRM field holding the token of the current lock holder (SPEC §6).
+LOCK_TOKEN_FIELD = "syncLockToken"
 #: syncErrorMessage is for a person; keep it readable in the EspoCRM UI.
 _MESSAGE_LIMIT = 2000
 
@@ -93,8 +96,12 @@ def check_transition(record: Mapping[str, Any], new: SyncStatus) -> None:
 
 
 def lock_age(record: Mapping[str, Any], now: datetime) -> timedelta | None:
-    """How long the lock has been held, or ``None`` if the entity is not locked."""
-    if current_status(record) is not S.SYNCING:
+    """How long the lock has been held, or ``None`` if the entity is not locked.
+
+    A lock is held while the status is ``syncing`` or a lock token is set: the firm's mark-dirty
+    rule turns a record ``dirty`` when our own write (or a person) changes a business field while
+    we hold the lock, and that must not hand the entity to a second run."""
+    if current_status(record) is not S.SYNCING and not record.get(LOCK_TOKEN_FIELD):
         return None
     locked_at = parse_espocrm(record.get("syncLockedAt"))
     # A "syncing" record without a lock time was left by something broken: treat it as stale.
@@ -116,10 +123,34 @@ def in_backoff(record: Mapping[str, Any], now: datetime) -> bool:
     return next_retry is not None and next_retry > now
 
 
-def lock(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def new_lock_token() -> str:
+    """A token unique to one lock holder (EspoCRM refuses a stale ``X-Version-Number`` only when
+    a written value differs: two runs locking in the same second must write different values)."""
+    return uuid.uuid4().hex
+
+
+def lock(record: Mapping[str, Any], now: datetime, token: str) -> dict[str, Any]:
     """Fields that take the lock (write them with ``X-Version-Number``)."""
     check_transition(record, S.SYNCING)
-    return {"syncStatus": S.SYNCING.value, "syncLockedAt": format_espocrm(now)}
+    return {
+        "syncStatus": S.SYNCING.value,
+        "syncLockedAt": format_espocrm(now),
+        LOCK_TOKEN_FIELD: token,
+    }
+
+
+def holds_lock(record: Mapping[str, Any], token: str | None) -> bool:
+    """True if ``record`` is still locked with ``token`` (nobody took the lock over). Without a
+    token (an older caller) the status alone tells."""
+    if token is None:
+        return current_status(record) is S.SYNCING
+    return record.get(LOCK_TOKEN_FIELD) == token
+
+
+def release(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields that only release the lock and leave the status as it is (a person changed the
+    record while we held it: it stays ``dirty`` for the next run)."""
+    return {"syncLockedAt": None, LOCK_TOKEN_FIELD: None}
 
 
 def success(
@@ -142,6 +173,7 @@ def success(
         "syncAutoResetAt": None,
         "syncErrorMessage": None,
         "syncLockedAt": None,
+        LOCK_TOKEN_FIELD: None,
         "advowareLastSync": format_espocrm(now),
         "syncedHash": synced_hash,
         "advowareRowId": advoware_row_id,
@@ -178,6 +210,7 @@ def failure(
         ),
         "syncErrorMessage": message[:_MESSAGE_LIMIT],
         "syncLockedAt": None,
+        LOCK_TOKEN_FIELD: None,
     }
 
 
@@ -207,6 +240,34 @@ def deleted(record: Mapping[str, Any], now: datetime, betnr: int) -> dict[str, A
         "syncStatus": S.DELETED_IN_ADVOWARE.value,
         "syncErrorMessage": f"Advoware party {betnr} not found (404); nothing was deleted.",
         "syncLockedAt": None,
+        LOCK_TOKEN_FIELD: None,
         "syncNextRetry": None,
         "advowareLastSync": format_espocrm(now),
     }
+
+
+def link(record: Mapping[str, Any], betnr: int) -> dict[str, Any]:
+    """Fields a person writes (``beteiligte link --betnr``) to link an entity without betnr to
+    an existing Advoware party: no baseline yet, so the next run syncs it like a first sync."""
+    if record.get("betnr"):
+        raise TransitionError("the entity is already linked (betnr is set)")
+    return {
+        "betnr": betnr,
+        "advowareRowId": None,
+        "syncedHash": None,
+        "syncStatus": S.DIRTY.value,
+        "syncRetryCount": 0,
+        "syncNextRetry": None,
+        "syncAutoResetAt": None,
+        "syncErrorMessage": None,
+    }
+
+
+def allow_create(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields a person writes (``beteiligte link --create``) after checking that an interrupted
+    create left no party in Advoware: the next run creates the party."""
+    if record.get("betnr"):
+        raise TransitionError("the entity is already linked (betnr is set)")
+    fields = link(record, 0)
+    fields.update(betnr=None, syncStatus=S.PENDING_SYNC.value)
+    return fields

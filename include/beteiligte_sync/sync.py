@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from include.beteiligte_sync import compare as compare_mod
 from include.beteiligte_sync import kommunikation as komm
 from include.beteiligte_sync import mapping, planner, status
 from include.beteiligte_sync.apply import apply_plan
@@ -29,12 +30,16 @@ __all__ = [
     "OUTCOMES",
     "Clock",
     "EntityResult",
+    "Planning",
     "candidate_filters",
+    "plan_entity",
     "reset_due_permanently_failed",
     "select_candidates",
+    "skip_reason",
     "sync_all",
     "sync_entity",
     "validate_entity",
+    "validate_written",
 ]
 
 LOG = logging.getLogger("beteiligte_sync")
@@ -60,6 +65,12 @@ class EntityResult:
     plan_text: str = ""
     kommunikation_changes: int = 0
     ops_applied: int = 0
+    #: Set while ``needs_validation``: the token of our lock, the EspoCRM ``versionNumber`` our
+    #: last write left and the Stammdaten hash EspoCRM holds after our writes. Validation uses
+    #: them to tell our own writes from a person's edit made while we held the lock.
+    lock_token: str | None = None
+    espocrm_version: int | None = None
+    expected_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for XCom."""
@@ -159,14 +170,19 @@ def _sync_entity(
     settings = settings or SyncSettings()
     now = clock()
     entity_id = str(record["id"])
-    skipped = _skip_reason(record, now, force, settings)
+    skipped = skip_reason(record, now, force, settings)
     if skipped:
         log.info("entity %s: %s", entity_id, skipped.value)
         return EntityResult(entity_id, record.get("betnr"), skipped.value)
     try:
-        planned = _plan(record, advoware, direction, now, settings)
+        planning = plan_entity(
+            record, espocrm, advoware, direction=direction, now=now, settings=settings
+        )
     except NotFound:
         return _mark_deleted(record, espocrm, now, dry_run, log)
+    except GoneInEspoCrm as exc:
+        log.warning("entity %s: %s", entity_id, exc)
+        return EntityResult(entity_id, record.get("betnr"), Outcome.FAILED.value, error=str(exc))
     except Exception as exc:
         # Bad data found while planning, or Advoware unreachable: one failure write.
         if dry_run:
@@ -174,18 +190,20 @@ def _sync_entity(
                 entity_id, record.get("betnr"), Outcome.DRY_RUN.value, error=describe_error(exc)
             )
         return _fail_unlocked(record, espocrm, exc, now, settings, log)
+    record, planned = planning.record, planning.planned
     plan = planned.plan
     _log_plan(plan, planned, log)
     if dry_run:
         return _result(plan, Outcome.DRY_RUN.value)
     if not plan.ops:
-        return _finish_without_ops(record, planned, espocrm, advoware, now, settings, log)
+        return _finish_without_ops(planning, now, espocrm, settings, log)
     return _apply_locked(record, planned, espocrm, advoware, clock, settings, validate_inline, log)
 
 
-def _skip_reason(
+def skip_reason(
     record: Mapping[str, Any], now: datetime, force: bool, settings: SyncSettings
 ) -> Outcome | None:
+    """Why the sync leaves ``record`` alone now (a live lock, or backoff unless forced)."""
     if status.is_locked(record, now, settings.lock_ttl):
         return Outcome.SKIPPED_LOCKED  # even a forced run never breaks a live lock
     if not force and status.in_backoff(record, now):
@@ -193,28 +211,82 @@ def _skip_reason(
     return None
 
 
-def _plan(
+@dataclass
+class Planning:
+    """What :func:`plan_entity` decided, and from which EspoCRM record.
+
+    :param record: the EspoCRM record the plan is based on: the whole record (read by id)
+        whenever the Kommunikation or a change in EspoCRM matters, else the list record.
+    :param planned: the plan and what it was based on.
+    :param whole_record: ``record`` carries ``emailAddressData``/``phoneNumberData``. A list
+        record does not (EspoCRM fills them only on ``GET /CBeteiligte/{id}``); it is planned
+        from only when both sides provably did not change since the last sync.
+    """
+
+    record: Record
+    planned: planner.Planned
+    whole_record: bool = True
+
+
+class GoneInEspoCrm(EntityError):
+    """The EspoCRM record disappeared between the candidate list and its read."""
+
+
+def is_whole_record(record: Mapping[str, Any]) -> bool:
+    """True if ``record`` came from ``GET /CBeteiligte/{id}`` (list records carry no email and
+    phone arrays, SPEC §4)."""
+    return "emailAddressData" in record and "phoneNumberData" in record
+
+
+def plan_entity(
     record: Record,
+    espocrm: EspoCrmClient,
     advoware: AdvowareClient,
+    *,
     direction: str,
     now: datetime,
     settings: SyncSettings,
-) -> planner.Planned:
-    """Fetch what the decision needs (one Advoware GET) and plan. NotFound propagates."""
+) -> Planning:
+    """The one planning step of the sync, the dry run and the CLI's ``compare``: fetch what the
+    decision needs and plan. Writes nothing.
+
+    One Advoware GET for a linked party; the whole EspoCRM record is read only when the list
+    record cannot prove that nothing changed. ``NotFound`` from Advoware propagates (the party
+    is gone); ``GoneInEspoCrm`` when the EspoCRM record is.
+    """
     betnr = record.get("betnr")
     if betnr:
         advo = _checked_party(advoware.get_beteiligte(_checked_betnr(betnr)))
-        return planner.plan_linked(record, advo, direction=direction, settings=settings)
+        if not is_whole_record(record):
+            unchanged = planner.plan_unchanged(record, advo, direction=direction)
+            if unchanged is not None:
+                return Planning(record, unchanged, whole_record=False)
+            record = _whole(record, espocrm)
+        return Planning(
+            record, planner.plan_linked(record, advo, direction=direction, settings=settings)
+        )
+    record = _whole(record, espocrm)
     if planner.is_create_pending(record):
         # A previous run started a create and may have been interrupted after the POST.
-        found = planner.choose_adoption(
-            record, _adoption_candidates(record, advoware), settings=settings
-        )
+        candidates = _adoption_candidates(record, advoware)
+        if candidates is None:
+            raise EntityError(planner.interrupted_create_message(record))
+        found = planner.choose_adoption(record, candidates, settings=settings)
         if found is not None:
-            return planner.plan_linked(
+            planned = planner.plan_linked(
                 record, found, direction=direction, settings=settings, adopted=True
             )
-    return planner.plan_create(record, direction=direction, now=now)
+            return Planning(record, planned)
+    return Planning(record, planner.plan_create(record, direction=direction, now=now))
+
+
+def _whole(record: Record, espocrm: EspoCrmClient) -> Record:
+    if is_whole_record(record):
+        return record
+    try:
+        return espocrm.get_beteiligte(str(record["id"]))
+    except NotFound:
+        raise GoneInEspoCrm("the record no longer exists in EspoCRM") from None
 
 
 def _checked_betnr(betnr: object) -> int:
@@ -241,14 +313,16 @@ def _checked_party(party: object) -> Record:
     return party
 
 
-def _adoption_candidates(record: Record, advoware: AdvowareClient) -> list[Record]:
-    """Parties named like the entity now or like the interrupted create sent it."""
-    names = [mapping.from_espocrm(record).get("name") or "", planner.pending_name(record)]
-    found: dict[Any, Record] = {}
-    for name in dict.fromkeys(n for n in names if n):
-        for party in advoware.find_beteiligte(name):
-            found.setdefault(party.get("betNr"), party)
-    return list(found.values())
+def _adoption_candidates(record: Record, advoware: AdvowareClient) -> list[Record] | None:
+    """Parties named like the entity, or None where Advoware offers no search (no search
+    endpoint is confirmed for the real API: it is an optional capability)."""
+    name = mapping.from_espocrm(record).get("name") or ""
+    if not name:
+        return []
+    found = advoware.find_beteiligte(name)
+    if found is None:
+        return None
+    return list({party.get("betNr"): party for party in found}.values())
 
 
 def _log_plan(plan: Plan, planned: planner.Planned, log: logging.Logger) -> None:
@@ -350,29 +424,39 @@ def _failure_result(
 
 
 def _finish_without_ops(
-    record: Record,
-    planned: planner.Planned,
-    espocrm: EspoCrmClient,
-    advoware: AdvowareClient,
+    planning: Planning,
     now: datetime,
+    espocrm: EspoCrmClient,
     settings: SyncSettings,
     log: logging.Logger,
 ) -> EntityResult:
     """Nothing to write: one EspoCRM write records the check (clean with fresh baselines), or
     the differences that remain (never clean while the data differ, seed #13)."""
+    record, planned = planning.record, planning.planned
     plan, entity_id = planned.plan, str(record["id"])
     if planned.blocked:
         log.info("entity %s: change needs a write direction %s forbids", entity_id, plan.direction)
         return _result(plan, Outcome.SKIPPED_DIRECTION.value)
     advo = _advoware_record(planned)
-    diffs = planner.differences(record, advo, direction=plan.direction)
+    diffs = planner.differences(
+        record, advo, direction=plan.direction, kommunikation=planning.whole_record
+    )
     if diffs:
         message = "Validation failed: " + "; ".join(diffs)
         log.warning("entity %s: data differ without a planned write: %s", entity_id, _names(diffs))
         data = _failure_fields(record, now, message, settings)
         outcome = Outcome.VALIDATION_FAILED
-    else:
+    elif planning.whole_record:
         data = _success_fields(record, advo, now, log)
+        outcome = Outcome(plan.outcome)
+    else:
+        # Planned from the list record because nothing changed: the baselines stay as they are.
+        data = status.success(
+            record,
+            now,
+            synced_hash=str(record.get("syncedHash")),
+            advoware_row_id=compare_mod.baseline_row_id(advo.get("rowId")),
+        )
         outcome = Outcome(plan.outcome)
     try:
         espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
@@ -410,7 +494,7 @@ def _success_fields(
         record,
         now,
         synced_hash=mapping.business_hash(mapping.from_espocrm(record)),
-        advoware_row_id=advo.get("rowId"),
+        advoware_row_id=compare_mod.baseline_row_id(advo.get("rowId")),
         kommunikation_hash=new_hash,
     )
 
@@ -427,7 +511,8 @@ def _apply_locked(
 ) -> EntityResult:
     """Take the lock, apply the plan, release on failure; validation releases on success."""
     plan, entity_id = planned.plan, str(record["id"])
-    lock_fields = status.lock(record, clock())
+    token = status.new_lock_token()
+    lock_fields = status.lock(record, clock(), token)
     if plan.create_pending:
         lock_fields["advowareRowId"] = plan.create_pending
         # What is sent, so a party left by an interrupted create is recognised even after a
@@ -445,7 +530,7 @@ def _apply_locked(
     try:
         state = apply_plan(plan, espocrm, advoware, espocrm_record=locked)
     except Exception as exc:  # whatever happened, the lock is released with a failure
-        return _release_failed(plan, locked, espocrm, exc, clock(), settings, log)
+        return _release_failed(plan, token, espocrm, exc, clock(), settings, log)
     log.info("entity %s: applied %d ops", entity_id, state.ops_applied)
     result = _result(
         plan,
@@ -454,49 +539,102 @@ def _apply_locked(
         status=SyncStatus.SYNCING.value,
         needs_validation=True,
         ops_applied=state.ops_applied,
+        lock_token=token,
+        espocrm_version=state.espocrm_record.get("versionNumber"),
+        expected_hash=_expected_hash(record, plan),
     )
     if not validate_inline:
         return result
+    return validate_written(
+        result, espocrm, advoware, clock=clock, settings=settings, direction=plan.direction, log=log
+    )
+
+
+def validate_written(
+    result: EntityResult,
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    *,
+    clock: Clock,
+    settings: SyncSettings | None = None,
+    direction: str = "both",
+    log: logging.Logger = LOG,
+) -> EntityResult:
+    """``result`` of a sync step validated now, if it waits for its validation (else as it
+    is); the validated result reports what the sync did and the status validation wrote."""
+    if not result.needs_validation:
+        return result
     validated = validate_entity(
-        entity_id,
+        result.entity_id,
         espocrm,
         advoware,
         clock=clock,
         settings=settings,
-        direction=plan.direction,
+        direction=direction,
+        written=result,
         log=log,
     )
     validated.plan_text, validated.ops_applied = result.plan_text, result.ops_applied
     validated.kommunikation_changes = result.kommunikation_changes
     if validated.outcome == Outcome.CLEAN.value:
-        validated.outcome = plan.outcome  # report what was done; status says it is clean
+        validated.outcome = result.outcome  # report what was done; status says it is clean
     return validated
+
+
+def _expected_hash(record: Mapping[str, Any], plan: Plan) -> str | None:
+    """The Stammdaten hash EspoCRM holds once the plan's EspoCRM writes landed."""
+    try:
+        return mapping.business_hash(
+            mapping.from_espocrm({**record, **plan.espocrm_fields_written()})
+        )
+    except EntityError:
+        return None
 
 
 def _release_failed(
     plan: Plan,
-    locked: Record,
+    token: str,
     espocrm: EspoCrmClient,
     exc: BaseException,
     now: datetime,
     settings: SyncSettings,
     log: logging.Logger,
 ) -> EntityResult:
+    """Release our lock with a failure, after checking it is still ours (a lock that outlived
+    its TTL may have been taken over: then the new holder's record is left alone)."""
     message = describe_error(exc)
     log.warning(
         "entity %s: apply failed (%s), releasing the lock", plan.entity_id, type(exc).__name__
     )
-    data = _failure_fields(locked, now, message, settings)
     try:
-        espocrm.update_beteiligte(plan.entity_id, data)
+        current = espocrm.get_beteiligte(plan.entity_id)
+        if not status.holds_lock(current, token):
+            log.warning("entity %s: lock taken over meanwhile, not released", plan.entity_id)
+            return _result(plan, Outcome.CHANGED_DURING_SYNC.value, error=message)
+        data = _failure_fields(current, now, message, settings)
+        if plan.create_pending and not current.get("betnr") and definitely_not_done(exc):
+            # Advoware refused the create outright: nothing was created, so the next run may
+            # create again without asking a person first.
+            data.update(advowareRowId=None, syncedHash=None)
+        espocrm.update_beteiligte(plan.entity_id, data, version_number=current.get("versionNumber"))
     except Exception as write_exc:  # the stale-lock TTL heals this one
         log.error(
             "entity %s: could not release the lock: %s", plan.entity_id, type(write_exc).__name__
         )
         return _result(plan, Outcome.FAILED.value, error=message)
-    res = _failure_result(plan.entity_id, plan.betnr, data, Outcome.FAILED)
+    res = _failure_result(plan.entity_id, current.get("betnr") or plan.betnr, data, Outcome.FAILED)
     res.plan_text, res.kommunikation_changes = render(plan), plan.kommunikation_changes
     return res
+
+
+def definitely_not_done(exc: BaseException) -> bool:
+    """True if the server answered the write with a refusal (4xx other than a timeout or rate
+    limit): it did not carry it out. Timeouts, resets and 5xx leave it open."""
+    if isinstance(exc, EntityError):
+        return True
+    if isinstance(exc, ApiError) and exc.status is not None:
+        return 400 <= exc.status < 500 and exc.status not in (408, 429)
+    return False
 
 
 # --- validate ------------------------------------------------------------------------------------
@@ -510,6 +648,7 @@ def validate_entity(
     clock: Clock,
     settings: SyncSettings | None = None,
     direction: str = "both",
+    written: EntityResult | None = None,
     log: logging.Logger = LOG,
 ) -> EntityResult:
     """Round-trip check after a write (seed #13), its own step so a DAG runs it as a task.
@@ -519,10 +658,15 @@ def validate_entity(
     ``"Validation failed: <field>: <espocrm> != <advoware>"``. Only the field names are logged.
     ``direction`` is the sync run's: a one-way run leaves values that exist only on its target
     side alone, so validation checks only that the target holds the source's Kommunikation.
+    ``written`` is the sync step's result (lock token, version and hash after our writes):
+    validation writes nothing unless the lock is still ours, and a person's edit made while we
+    held the lock is left ``dirty`` for the next run instead of being validated away.
     """
     planner.check_direction(direction)
     try:
-        return _validate_entity(entity_id, espocrm, advoware, clock, settings, direction, log)
+        return _validate_entity(
+            entity_id, espocrm, advoware, clock, settings, direction, written, log
+        )
     except ApiError as exc:
         return _unrecorded_failure({"id": entity_id}, exc, log)
 
@@ -534,20 +678,27 @@ def _validate_entity(
     clock: Clock,
     settings: SyncSettings | None,
     direction: str,
+    written: EntityResult | None,
     log: logging.Logger,
 ) -> EntityResult:
     settings = settings or SyncSettings()
     record = espocrm.get_beteiligte(entity_id)
     betnr = record.get("betnr")
-    if status.current_status(record) is not SyncStatus.SYNCING:
-        # Someone (a person, a takeover after a stale lock) changed the record meanwhile.
-        log.info("entity %s: no longer locked at validation, left for the next run", entity_id)
-        return EntityResult(entity_id, betnr, Outcome.CHANGED_DURING_SYNC.value)
     now = clock()
+    token = written.lock_token if written else None
+    if not status.holds_lock(record, token):
+        # A takeover after a stale lock, or (without a token) a person's edit meanwhile.
+        log.warning("entity %s: our lock is gone at validation, left to its holder", entity_id)
+        return EntityResult(entity_id, betnr, Outcome.CHANGED_DURING_SYNC.value)
+    age = status.lock_age(record, now)
+    if age is not None and age >= settings.lock_ttl:
+        log.warning("entity %s: validated after the lock's TTL (still ours)", entity_id)
     try:
         if not betnr:
             raise EntityError("Validation failed: no betnr after the sync")
         advo = _checked_party(advoware.get_beteiligte(_checked_betnr(betnr)))
+        if _edited_during_lock(record, written):
+            return _release_edited(record, advo, written, espocrm, log)
         diffs = planner.differences(record, advo, direction=direction)
     except NotFound:
         return _mark_deleted(record, espocrm, now, False, log)
@@ -567,6 +718,47 @@ def _validate_entity(
     return _write_validation(
         record, espocrm, _success_fields(record, advo, now, log), Outcome.CLEAN, log
     )
+
+
+def _edited_during_lock(record: Mapping[str, Any], written: EntityResult | None) -> bool:
+    """True if a person changed business data while we held the lock.
+
+    The firm's mark-dirty rule also fires on our own writes (SPEC §4), so ``dirty`` alone says
+    nothing: it is a person's edit when someone else saved the record after our last write
+    (its ``versionNumber`` moved) and the Stammdaten or the status show a business change."""
+    if status.current_status(record) is not SyncStatus.DIRTY:
+        return False
+    if written is None or written.espocrm_version is None:
+        return True
+    return record.get("versionNumber") != written.espocrm_version
+
+
+def _release_edited(
+    record: Record,
+    advo: Mapping[str, Any],
+    written: EntityResult | None,
+    espocrm: EspoCrmClient,
+    log: logging.Logger,
+) -> EntityResult:
+    """A person edited the record while we held the lock: release it and leave the record
+    ``dirty`` so the next run syncs the edit. The baseline moves to what our writes left (our
+    own writes must not look like a person's change next time)."""
+    entity_id, betnr = str(record["id"]), record.get("betnr")
+    log.info("entity %s: edited while locked, left dirty for the next run", entity_id)
+    data = status.release(record)
+    if written is not None and written.expected_hash:
+        data["syncedHash"] = written.expected_hash
+        try:
+            ours = mapping.business_hash(mapping.from_advoware(advo))
+        except EntityError:
+            ours = None
+        if ours == written.expected_hash:  # Advoware holds exactly what we wrote
+            data["advowareRowId"] = compare_mod.baseline_row_id(advo.get("rowId"))
+    try:
+        espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
+    except Conflict:
+        log.info("entity %s: changed again during validation, left for the next run", entity_id)
+    return EntityResult(entity_id, betnr, Outcome.CHANGED_DURING_SYNC.value, status="dirty")
 
 
 def _write_validation(

@@ -378,6 +378,42 @@ def reset(
         output.show_reset(out, data)
 
 
+@app.command(short_help="Link an entity to an Advoware party, or allow a new create.")
+def link(
+    ctx: typer.Context,
+    entity: EntityArg,
+    betnr: Annotated[
+        int | None, typer.Option(help="The Advoware betNr of the party this entity is.")
+    ] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="No such party exists: let the next run create it.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Resolve an entity without betnr, typically one whose create in Advoware was interrupted
+    (its syncErrorMessage says so): --betnr N links it to the party you found in Advoware;
+    --create, after you checked there is none, lets the next run create it."""
+    state: Context = ctx.obj
+    out, err = _consoles()
+    if (betnr is None) == (not create):
+        output.show_error(err, "give exactly one of --betnr N or --create")
+        raise typer.Exit(ExitCode.USAGE)
+    with _errors_to_exit_codes(err):
+        record = views.find_entity(state.espocrm, entity)
+        try:
+            data = views.link_entity(state.espocrm, state.advoware, record, betnr)
+        except TransitionError as exc:
+            output.show_error(err, f"{record['id']}: {exc}")
+            raise typer.Exit(ExitCode.ATTENTION) from None
+    if json_output:
+        output.print_json(out, data)
+    else:
+        out.print(
+            f"{data['entity_id']}: status {data['status']}, betnr {data['betnr'] or '-'}; "
+            "the next run syncs it"
+        )
+
+
 def run() -> None:
     """Console-script entry point (``beteiligte``)."""
     app()

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from include.beteiligte_sync import compare as cmp
 from include.beteiligte_sync import kommunikation as komm
 from include.beteiligte_sync import mapping, planner, status
+from include.beteiligte_sync import sync as engine
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record, WhereItem
 from include.beteiligte_sync.errors import EntityError, NotFound
 from include.beteiligte_sync.kommkz import DEFAULT_TABLE, EMAIL, Channel, normalise_value
@@ -30,7 +31,7 @@ from include.beteiligte_sync.monitoring import (
 )
 from include.beteiligte_sync.plan import render
 from include.beteiligte_sync.settings import SyncSettings
-from include.beteiligte_sync.status import SyncStatus
+from include.beteiligte_sync.status import Outcome, SyncStatus
 from include.beteiligte_sync.sync import EntityResult, describe_error
 
 #: The sync bookkeeping fields of CBeteiligte (SPEC §4), in display order.
@@ -75,7 +76,8 @@ def find_entity(espocrm: EspoCrmClient, key: str) -> Record:
         if len(found) > 1:
             raise EntityNotFound(f"betnr {key} is linked to more than one entity")
         if found:
-            return found[0]
+            # List records carry no email and phone arrays: read the whole record.
+            return espocrm.get_beteiligte(str(found[0]["id"]))
     try:
         return espocrm.get_beteiligte(key)
     except NotFound:
@@ -97,7 +99,7 @@ class Planning:
 
 def plan_now(
     record: Record,
-    advo: Record | None,
+    espocrm: EspoCrmClient,
     advoware: AdvowareClient,
     *,
     direction: str,
@@ -105,37 +107,21 @@ def plan_now(
     now: datetime,
     settings: SyncSettings,
 ) -> Planning:
-    """The engine's decision for ``record`` as a dry run would make it (no write anywhere).
-
-    Mirrors the first steps of :func:`include.beteiligte_sync.sync.sync_entity` with the public
-    planner functions, so ``compare`` can render the plan with values on request.
-    """
-    if status.is_locked(record, now, settings.lock_ttl):
-        return Planning(skip="skipped_locked")
-    skip = None if force or not status.in_backoff(record, now) else "skipped_backoff"
+    """The engine's decision for ``record`` as a dry run would make it (no write anywhere):
+    the very planning function the sync calls (:func:`include.beteiligte_sync.sync.plan_entity`)."""
+    skip = engine.skip_reason(record, now, force, settings)
+    if skip is Outcome.SKIPPED_LOCKED:
+        return Planning(skip=skip.value)
+    skipped = skip.value if skip else None
     try:
-        if record.get("betnr"):
-            if advo is None:
-                return Planning(skip=skip, deleted=True)
-            planned = planner.plan_linked(record, advo, direction=direction, settings=settings)
-        else:
-            planned = _plan_unlinked(record, advoware, direction, now, settings)
+        planning = engine.plan_entity(
+            record, espocrm, advoware, direction=direction, now=now, settings=settings
+        )
+    except NotFound:
+        return Planning(skip=skipped, deleted=True)
     except Exception as exc:  # the engine would record exactly this on the entity
-        return Planning(skip=skip, error=describe_error(exc))
-    return Planning(planned=planned, skip=skip)
-
-
-def _plan_unlinked(
-    record: Record, advoware: AdvowareClient, direction: str, now: datetime, settings: SyncSettings
-) -> planner.Planned:
-    if planner.is_create_pending(record):
-        name = mapping.from_espocrm(record).get("name") or ""
-        found = planner.choose_adoption(record, advoware.find_beteiligte(name), settings=settings)
-        if found is not None:
-            return planner.plan_linked(
-                record, found, direction=direction, settings=settings, adopted=True
-            )
-    return planner.plan_create(record, direction=direction, now=now)
+        return Planning(skip=skipped, error=describe_error(exc))
+    return Planning(planned=planning.planned, skip=skipped)
 
 
 def _field_rows(
@@ -333,7 +319,7 @@ def compare_view(
         except NotFound:
             advoware_note = f"Advoware party {betnr} not found (404)"
     planning = plan_now(
-        record, advo, advoware, direction=direction, force=force, now=now, settings=settings
+        record, espocrm, advoware, direction=direction, force=force, now=now, settings=settings
     )
     fields = _field_rows(record, advo, show_values)
     differences = planner.differences(record, advo) if advo is not None else []
@@ -474,4 +460,29 @@ def reset_entity(espocrm: EspoCrmClient, record: Record) -> dict[str, Any]:
         "previous_status": record.get("syncStatus"),
         "status": updated.get("syncStatus"),
         "syncRetryCount": updated.get("syncRetryCount"),
+    }
+
+
+def link_entity(
+    espocrm: EspoCrmClient, advoware: AdvowareClient, record: Record, betnr: int | None
+) -> dict[str, Any]:
+    """A person's decision for an entity without betnr, typically after an interrupted create:
+    link it to the existing Advoware party ``betnr`` (checked to exist), or, with ``None``,
+    allow the next run to create it. Written with the record's version number."""
+    if betnr is None:
+        fields = status.allow_create(record)
+    else:
+        try:
+            advoware.get_beteiligte(betnr)
+        except NotFound:
+            raise EntityNotFound(f"Advoware has no party with betNr {betnr}") from None
+        fields = status.link(record, betnr)
+    updated = espocrm.update_beteiligte(
+        str(record["id"]), fields, version_number=record.get("versionNumber")
+    )
+    return {
+        "entity_id": record["id"],
+        "betnr": updated.get("betnr"),
+        "previous_status": record.get("syncStatus"),
+        "status": updated.get("syncStatus"),
     }
