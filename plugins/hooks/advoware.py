@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import requests
 
 from hooks.base import JsonApiHook, base_url_from_connection
-from include.beteiligte_sync.errors import AuthFailed, BadResponse, ServerError
+from include.beteiligte_sync.errors import ApiError, AuthFailed, BadResponse, ServerError
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -40,6 +40,8 @@ KOMMUNIKATION_PATH = "/api/v1/advonet/Beteiligte/{betNr}/Kommunikationen/{kommId
 TOKEN_RENEW_MARGIN_SECONDS = 60.0
 #: Parties whose Kommunikation ids this hook remembers (to recognise a lost create).
 _KNOWN_IDS_LIMIT = 5000
+#: Answers of ``GET .../Beteiligte?name=`` that mean "this server has no party search".
+SEARCH_ABSENT_STATUSES = frozenset({404, 405})
 
 
 def hmac_signature(api_key_b64: str, product: int, app_id: str, nonce: str, timestamp: str) -> str:
@@ -77,6 +79,21 @@ def _same_kommunikation(entry: Mapping[str, Any], data: Mapping[str, Any]) -> bo
     return not shown or "kommKz" not in data or shown == data["kommKz"]
 
 
+def _betnr_answer(answer: Any, request: str) -> Record:
+    """``{"betNr": n}`` from the answer of a write (POST/PUT of a party or a Kommunikation).
+
+    Advoware's write answers carry only the ``betNr``; nothing else is read from them, so a
+    server that sends more (or a sandbox that echoes the record) cannot make the hook depend on
+    it. ``BadResponse`` if the answer names no integer ``betNr``.
+    """
+    betnr = answer.get("betNr") if isinstance(answer, Mapping) else None
+    if isinstance(betnr, str) and betnr.isdigit():
+        betnr = int(betnr)
+    if isinstance(betnr, bool) or not isinstance(betnr, int):
+        raise BadResponse("Advoware write answer names no betNr", request=request)
+    return {"betNr": betnr}
+
+
 class AdvowareHook(JsonApiHook):
     """Talk to Advoware's REST API with a Bearer token from its security gateway.
 
@@ -105,6 +122,7 @@ class AdvowareHook(JsonApiHook):
         self._token: str | None = None
         self._token_renew_at = 0.0
         self._known_komm_ids: OrderedDict[int, frozenset[Any]] = OrderedDict()
+        self._search_absent = False
 
     @classmethod
     def _secret_extra_keys(cls) -> frozenset[str]:
@@ -268,43 +286,79 @@ class AdvowareHook(JsonApiHook):
         self._remember_komm_ids(party)
         return party
 
-    def find_beteiligte(self, name: str) -> list[Record]:
-        """Return the parties whose ``name`` equals ``name`` (``GET .../Beteiligte?name=``)."""
-        answer = self._call("GET", BETEILIGTE_PATH, params={"name": name}) or []
-        parties = answer.get("list", []) if isinstance(answer, Mapping) else answer
+    def find_beteiligte(self, name: str) -> list[Record] | None:
+        """Return the parties whose ``name`` equals ``name``, or ``None`` if this Advoware has
+        no party search.
+
+        The search (``GET .../Beteiligte?name=``) is an optional capability: no real server is
+        confirmed to have it. A 404 or 405 answer means it is absent; that is remembered for
+        the life of the hook, so later calls return ``None`` without a request.
+        """
+        if self._search_absent:
+            return None
+        request = f"GET {BETEILIGTE_PATH}"
+        try:
+            answer = self._call("GET", BETEILIGTE_PATH, params={"name": name})
+        except ApiError as exc:
+            if exc.status not in SEARCH_ABSENT_STATUSES:
+                raise
+            self._search_absent = True
+            self.log.info(
+                "Advoware has no party search (%s answered %s); not asking again",
+                request,
+                exc.status,
+            )
+            return None
+        parties = answer.get("list", []) if isinstance(answer, Mapping) else answer or []
         if not isinstance(parties, list):
             raise BadResponse(
                 "Advoware answered the party search with something that is not a list",
-                request=f"GET {BETEILIGTE_PATH}",
+                request=request,
             )
-        parties = [self._object_answer(p, f"GET {BETEILIGTE_PATH}") for p in parties]
+        parties = [self._object_answer(p, request) for p in parties]
         for party in parties:
             self._remember_komm_ids(party)
         return parties
 
     def create_beteiligte(self, data: Mapping[str, Any]) -> Record:
-        """Create a party and return it (with its new ``betNr``).
+        """Create a party and return Advoware's answer, ``{"betNr": n}``: it carries only the
+        new ``betNr`` (read the party with :meth:`get_beteiligte` for ``rowId`` and fields).
 
-        After a lost answer, the parties with the same ``name`` are compared with those that
-        existed before the request: a new one with our values is our party, not created twice.
+        After a lost answer, and only if the server has a party search, the parties with the
+        same ``name`` are compared with those that existed before the request: a new one with
+        our values is our party, not created twice. Without a search a lost answer is raised,
+        never repeated blindly (a duplicate party is worse than an error the next run retries).
         """
         body = dict(data)
+        request = f"POST {BETEILIGTE_PATH}"
         answer = self._call(
             "POST", BETEILIGTE_PATH, json_body=body, recover=self._party_recovery(body)
         )
-        return self._party_from_answer(answer)
+        created = _betnr_answer(answer, request)
+        if "kommunikation" not in body:  # a new party has none: no read needed before adding
+            self._remember_komm_ids({**created, "kommunikation": []})
+        return created
 
     def _party_recovery(self, body: Mapping[str, Any]) -> Callable[[], Record | None] | None:
         """A check whether a lost create of ``body`` took effect (``None``: no way to tell)."""
         name = body.get("name")
         if not isinstance(name, str) or not name:
             return None  # Advoware refuses a party without name anyway
-        before = {p.get("betNr") for p in self.find_beteiligte(name)}
+        found = self.find_beteiligte(name)
+        if found is None:
+            return None  # no search: a lost answer cannot be checked, so it is not repeated
+        before = {p.get("betNr") for p in found}
 
         def recover() -> Record | None:
+            now = self.find_beteiligte(name)
+            if now is None:
+                raise ServerError(
+                    "Advoware party search vanished; cannot tell whether a lost create landed",
+                    request=f"POST {BETEILIGTE_PATH}",
+                )
             new = [
                 p
-                for p in self.find_beteiligte(name)
+                for p in now
                 if p.get("betNr") not in before
                 and all(p.get(k) == body[k] for k in ("vorname", "rechtsform") if k in body)
             ]
@@ -312,74 +366,69 @@ class AdvowareHook(JsonApiHook):
 
         return recover
 
-    def _party_from_answer(self, answer: Any) -> Record:
-        """The full party from a create/update answer (which may carry only the ``betNr``)."""
-        if isinstance(answer, Mapping) and "betNr" in answer and "rowId" in answer:
-            party = dict(answer)
-            self._remember_komm_ids(party)
-            return party
-        betnr = answer.get("betNr") if isinstance(answer, Mapping) else answer
-        if betnr is None:
-            raise ServerError("Advoware answer names no betNr", request="POST " + BETEILIGTE_PATH)
-        return self.get_beteiligte(int(betnr))
-
     def update_beteiligte(self, betnr: int, data: Mapping[str, Any]) -> Record:
-        """Update a party's own fields and return the party as it is now."""
+        """Update a party's own fields; return Advoware's answer ``{"betNr": n}`` (it carries
+        nothing else: read the party for its new ``rowId``)."""
         answer = self._call("PUT", PARTY_PATH, ids={"betNr": betnr}, json_body=dict(data))
-        if isinstance(answer, Mapping) and "rowId" in answer:
-            return dict(answer)
-        return self.get_beteiligte(betnr)
+        return _betnr_answer(answer, f"PUT {PARTY_PATH}")
 
     # -- Kommunikation -------------------------------------------------------------------------
 
     def create_kommunikation(self, betnr: int, data: Mapping[str, Any]) -> Record:
         """Create a Kommunikation (``tlf``, ``bemerkung``, ``kommKz``, ``online``) and return it.
 
-        After a lost answer, the party is re-read: an entry with our values that was not there
-        before the request is ours and is returned instead of creating it a second time.
+        Advoware answers only ``{"betNr": n}``, so the new entry (with its ``id``) is found by
+        re-reading the party: the entry with our values that was not there before. After a lost
+        answer the same look tells whether the create landed; it is not repeated if it did.
         """
         body = dict(data)
         if betnr not in self._known_komm_ids:
             self.get_beteiligte(betnr)  # one read so a lost answer can be told apart
         before = self._known_komm_ids.get(betnr, frozenset())
 
-        def recover() -> Record | None:
+        def new_entry() -> Record | None:
             party = self.get_beteiligte(betnr)
-            for entry in party.get("kommunikation") or []:
-                if entry.get("id") not in before and _same_kommunikation(entry, body):
-                    return dict(entry)
-            return None
+            fresh = [
+                entry
+                for entry in party.get("kommunikation") or []
+                if entry.get("id") not in before and _same_kommunikation(entry, body)
+            ]
+            return dict(fresh[-1]) if fresh else None
 
+        recovered: list[Record] = []
+
+        def recover() -> Record | None:
+            entry = new_entry()
+            if entry is not None:
+                recovered.append(entry)
+            return entry
+
+        request = f"POST {KOMMUNIKATIONEN_PATH}"
         answer = self._call(
             "POST", KOMMUNIKATIONEN_PATH, ids={"betNr": betnr}, json_body=body, recover=recover
         )
-        entry = self._kommunikation_from_answer(betnr, answer, body)
+        if recovered:  # a lost answer whose create had landed: the entry was found already
+            entry = recovered[0]
+        else:
+            _betnr_answer(answer, request)
+            found = new_entry()
+            if found is None:
+                raise BadResponse(
+                    "Advoware accepted the Kommunikation but the party does not show it",
+                    request=request,
+                )
+            entry = found
         known = self._known_komm_ids.get(betnr, before)
         self._known_komm_ids[betnr] = known | {entry.get("id")}
         return entry
 
     def update_kommunikation(self, betnr: int, komm_id: int, data: Mapping[str, Any]) -> Record:
-        """Change ``tlf``, ``bemerkung``, ``online`` of a Kommunikation (``kommKz`` read-only)."""
+        """Change ``tlf``, ``bemerkung``, ``online`` of a Kommunikation (``kommKz`` read-only);
+        return Advoware's answer ``{"betNr": n}`` (it carries nothing else)."""
         answer = self._call(
             "PUT", KOMMUNIKATION_PATH, ids={"betNr": betnr, "kommId": komm_id}, json_body=dict(data)
         )
-        if isinstance(answer, Mapping) and "id" in answer:
-            return dict(answer)
-        return self._kommunikation_from_answer(betnr, komm_id, data)
-
-    def _kommunikation_from_answer(
-        self, betnr: int, answer: Any, data: Mapping[str, Any]
-    ) -> Record:
-        """The Kommunikation from an answer that may carry only its id."""
-        if isinstance(answer, Mapping) and "id" in answer:
-            return dict(answer)
-        komm_id = answer.get("id") if isinstance(answer, Mapping) else answer
-        for entry in self.get_beteiligte(betnr).get("kommunikation") or []:
-            if entry.get("id") == komm_id or (komm_id is None and _same_kommunikation(entry, data)):
-                return dict(entry)
-        raise ServerError(
-            "Advoware answer names no Kommunikation", request="POST " + KOMMUNIKATIONEN_PATH
-        )
+        return _betnr_answer(answer, f"PUT {KOMMUNIKATION_PATH}")
 
     def check_connection(self) -> None:
         """Raise ``AuthFailed``/``ApiError`` unless a token can be obtained."""

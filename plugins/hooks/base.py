@@ -20,6 +20,7 @@ and are additionally scrubbed from every error text this module builds.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: Longest body kept on an error (``ApiError.__str__`` shortens further for messages).
 _ERROR_BODY_LIMIT = 2000
 _REDACTED = "***"
+#: Longest request line (``METHOD URL HTTP/1.1``, URL in absolute form as a proxy sees it) this
+#: module sends. Front servers refuse longer ones with 414 (Apache ``LimitRequestLine`` 8190,
+#: nginx 8k header buffers); the margin leaves room for a prefix a reverse proxy adds.
+REQUEST_LINE_BUDGET = 8000
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,15 @@ def format_path(template: str, ids: Mapping[str, object] | None = None) -> str:
     if not ids:
         return template
     return template.format(**{key: quote(str(value), safe="") for key, value in ids.items()})
+
+
+def request_line_length(method: str, url: str, params: Any = None) -> int:
+    """Bytes of the request line ``METHOD URL HTTP/1.1`` that ``requests`` would send for
+    ``url`` with query ``params``, counting the URL in absolute form (scheme and host too, as
+    sent to a proxy), so the figure is never below what any hop sees."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, params)
+    return len(f"{method} {prepared.url} HTTP/1.1".encode())
 
 
 def _json_kind(answer: Any) -> str:
@@ -360,6 +374,14 @@ class JsonApiHook(BaseHook):
         """
         request = f"{method} {template}"
         url = (base_url or self.base_url) + format_path(template, ids)
+        if request_line_length(method, url, params) > REQUEST_LINE_BUDGET:
+            # A front server would answer 414; callers that can split (EspoCRM ``in`` lists)
+            # cut their requests to fit before they get here.
+            raise BadRequest(
+                f"{self.api_label} request line would exceed {REQUEST_LINE_BUDGET} bytes "
+                "(front servers refuse longer ones with 414); not sent",
+                request=request,
+            )
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         send_kwargs: dict[str, Any] = {
@@ -523,11 +545,22 @@ class JsonApiHook(BaseHook):
 
     def _decode(self, response: requests.Response, request: str) -> Any:
         """The JSON answer, or ``None`` for an empty body; ``BadResponse`` if it is not JSON
-        (an HTML error page, JSON cut off)."""
+        (an HTML error page, JSON cut off) or not UTF-8.
+
+        The bytes are decoded strictly as UTF-8 (a leading BOM tolerated) whatever charset the
+        answer claims: JSON is UTF-8 (RFC 8259), and ``requests``' guessing or replacement
+        characters would let a latin-1 'ä' reach the other system as '\ufffd'.
+        """
         if not response.content:
             return None
         try:
-            return response.json()
+            return json.loads(response.content.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise BadResponse(
+                f"{self.api_label} answer is not UTF-8",
+                status=response.status_code,
+                request=request,
+            ) from None
         except ValueError:
             raise BadResponse(
                 f"{self.api_label} answer is not JSON",

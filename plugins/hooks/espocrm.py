@@ -6,11 +6,16 @@ live here: the hook lists, reads, writes and posts, and raises typed errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hooks.base import JsonApiHook, base_url_from_connection
+from hooks.base import (
+    REQUEST_LINE_BUDGET,
+    JsonApiHook,
+    base_url_from_connection,
+    request_line_length,
+)
 from include.beteiligte_sync.errors import BadRequest, BadResponse, Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -24,6 +29,8 @@ ENTITY_PATH = "/api/v1/CBeteiligte"
 RECORD_PATH = "/api/v1/CBeteiligte/{id}"
 STREAM_PATH = "/api/v1/CBeteiligte/{id}/stream"
 NOTE_PATH = "/api/v1/Note"
+#: The widest paging parameters a list request can carry, reserved when measuring its line.
+_WIDEST_PAGING = [("maxSize", str(MAX_PAGE_SIZE)), ("offset", "9" * 12)]
 
 
 def format_espo_datetime(value: datetime) -> str:
@@ -83,6 +90,67 @@ def build_where_params(where: Sequence[WhereItem]) -> list[tuple[str, str]]:
     for index, item in enumerate(where):
         params.extend(_where_item_params(f"where[{index}]", item))
     return params
+
+
+def split_where_to_fit(
+    where: Sequence[WhereItem], fits: Callable[[list[WhereItem]], bool]
+) -> list[list[WhereItem]]:
+    """Cut ``where`` into where lists that each ``fits`` (a request line short enough).
+
+    If ``where`` fits, it is the only one. Otherwise the values of its top-level ``in`` item
+    with the longest value list are deduplicated and split into consecutive runs, each as long
+    as still fits; every returned where list is ``where`` with that item's values replaced by
+    one run. The union of their results is the result of ``where`` (an ``in`` is an OR over its
+    values; ``notIn``, nested and other items cannot be split that way and are kept whole).
+
+    :param fits: whether a where list makes a request short enough; must be monotone (fewer
+        values never make a longer request).
+    :raises BadRequest: if no split fits (no ``in`` item with several values, or a single
+        value that is too long with the rest of the request); nothing has been sent.
+    """
+    items = list(where)
+    if fits(items):
+        return [items]
+    splittable = [
+        i
+        for i, item in enumerate(items)
+        if item.get("type") == "in"
+        and isinstance(item.get("value"), list | tuple)
+        and len(item["value"]) > 1
+    ]
+    if not splittable:
+        raise _too_long("it has no 'in' filter with several values to split")
+    index = max(splittable, key=lambda i: len(items[i]["value"]))
+    unique = {_scalar(v): v for v in items[index]["value"]}
+    values = list(unique.values())
+
+    def with_values(run: list[Any]) -> list[WhereItem]:
+        return [*items[:index], {**items[index], "value": run}, *items[index + 1 :]]
+
+    chunks: list[list[WhereItem]] = []
+    start = 0
+    while start < len(values):
+        if not fits(with_values(values[start : start + 1])):
+            raise _too_long("a single value of its 'in' filter does not fit with the rest")
+        low, high = start + 1, len(values)  # largest end with values[start:end] fitting
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fits(with_values(values[start:middle])):
+                low = middle
+            else:
+                high = middle - 1
+        chunks.append(with_values(values[start:low]))
+        start = low
+    return chunks
+
+
+def _too_long(why: str) -> BadRequest:
+    """The error for a list request that cannot be cut below the request-line budget."""
+    return BadRequest(
+        f"EspoCRM list request would exceed {REQUEST_LINE_BUDGET} bytes (front servers refuse "
+        f"longer request lines with 414) and cannot be split: {why}; not sent",
+        request=f"GET {ENTITY_PATH}",
+    )
 
 
 def _matches(sent: Any, stored: Any) -> bool:
@@ -172,33 +240,85 @@ class EspoCrmHook(JsonApiHook):
         :param where: EspoCRM where items (see :func:`build_where_params`).
         :param select: attributes to return (EspoCRM always adds ``id``); ``None`` = all.
         :param order_by: attribute to sort by; ``order`` is ``asc`` or ``desc``.
-        :param limit: stop after this many records.
+        :param limit: stop after this many records (over all chunks, see below).
+
+        Paging asks for ``page_size`` records per page and goes on until a page comes back
+        shorter; ``total`` is never trusted (EspoCRM may send ``-1``/``-2`` instead of a count).
+
+        Request-line budget: a request whose line would exceed
+        :data:`~hooks.base.REQUEST_LINE_BUDGET` bytes (front servers answer 414 above 8190) is
+        split at the top-level ``in`` item with the longest value list (see
+        :func:`split_where_to_fit`); the chunks are listed one after another, each paged on its
+        own, a record met in two chunks is yielded once. ``order_by`` then orders within each
+        chunk only, not across chunks. A request that cannot be split to fit raises
+        ``BadRequest`` before anything is sent.
 
         Offset paging: if the caller changes records so that they leave the filter while
         iterating, later pages shift. Callers that do so should collect ids first.
         """
-        base_params = build_where_params(where)
+        shape: list[tuple[str, str]] = []
         if select:
-            base_params.append(("select", ",".join(select)))
+            shape.append(("select", ",".join(select)))
         if order_by:
-            base_params += [("orderBy", order_by), ("order", order)]
+            shape += [("orderBy", order_by), ("order", order)]
+        url = self.base_url + ENTITY_PATH
+
+        def fits(items: list[WhereItem]) -> bool:
+            params = [*build_where_params(items), *shape, *_WIDEST_PAGING]
+            return request_line_length("GET", url, params) <= REQUEST_LINE_BUDGET
+
+        chunks = split_where_to_fit(where, fits)
+        if len(chunks) > 1:
+            self.log.info("EspoCRM list request split into %d requests to fit", len(chunks))
+        seen: set[Any] = set()
+        remaining = limit
+        for chunk in chunks:
+            if remaining is not None and remaining <= 0:
+                return
+            for record in self._pages([*build_where_params(chunk), *shape], remaining):
+                if len(chunks) > 1:
+                    if record.get("id") in seen:
+                        continue
+                    seen.add(record.get("id"))
+                yield record
+                if remaining is not None:
+                    remaining -= 1
+
+    def _pages(self, params: list[tuple[str, str]], limit: int | None) -> Iterator[Record]:
+        """Yield the records of one list query, page by page, until a page comes back short
+        (``page_size`` records asked for, fewer got) or ``limit`` records came."""
         offset, yielded = 0, 0
         while limit is None or yielded < limit:
             size = self.page_size if limit is None else min(self.page_size, limit - yielded)
-            params = [*base_params, ("maxSize", str(size)), ("offset", str(offset))]
-            page = self._page(self._call("GET", ENTITY_PATH, params=params), ENTITY_PATH)
-            records = page["list"]
+            paging = [("maxSize", str(size)), ("offset", str(offset))]
+            answer = self._call("GET", ENTITY_PATH, params=[*params, *paging])
+            records = self._page(answer, ENTITY_PATH)["list"]
+            if len(records) > size:
+                raise BadResponse(
+                    f"EspoCRM sent {len(records)} records for maxSize {size}",
+                    request=f"GET {ENTITY_PATH}",
+                )
             yield from records
             yielded += len(records)
             offset += len(records)
-            if len(records) < size or offset >= int(page.get("total", 0) or 0):
+            if len(records) < size:
                 return
 
     def count_beteiligte(self, where: Sequence[WhereItem] = ()) -> int:
-        """Number of ``CBeteiligte`` matching ``where`` (one request, no records fetched)."""
+        """Number of ``CBeteiligte`` matching ``where``.
+
+        One request (no records fetched) when EspoCRM reports a count; when it sends ``-1``/
+        ``-2`` instead, or the filter must be split to fit a request line, the ids are listed
+        and counted (``iter_beteiligte`` with ``select=["id"]``).
+        """
         params = [*build_where_params(where), ("maxSize", "1"), ("select", "id")]
-        page = self._page(self._call("GET", ENTITY_PATH, params=params), ENTITY_PATH)
-        return int(page.get("total", 0) or 0)
+        url = self.base_url + ENTITY_PATH
+        if request_line_length("GET", url, params) <= REQUEST_LINE_BUDGET:
+            page = self._page(self._call("GET", ENTITY_PATH, params=params), ENTITY_PATH)
+            total = page.get("total")
+            if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+                return total
+        return sum(1 for _ in self.iter_beteiligte(where, select=["id"]))
 
     def get_beteiligte(self, entity_id: str) -> Record:
         """Return one ``CBeteiligte`` record; ``NotFound`` if it does not exist."""

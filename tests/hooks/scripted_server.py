@@ -1,8 +1,14 @@
 """A tiny HTTP server that answers from a script, for testing the hooks' retry policy.
 
 Each request takes the next step of the script: ``(status, headers, body)`` answers, ``"reset"``
-closes the connection without an answer, ``("hang", seconds)`` sleeps before answering 200.
-When the script is used up, it answers 200 ``{}``. Requests are recorded (method, path, headers).
+closes the connection without an answer, ``("hang", seconds)`` sleeps before answering 200, a
+callable ``(method, path, body) -> (status, headers, body)`` answers from the request. A body
+given as bytes is sent as is; a ``Content-Type`` in the step's headers replaces the default
+``application/json``. When the script is used up, it answers 200 ``{}``. Requests are recorded
+(method, path, headers, body).
+
+Like Apache's ``LimitRequestLine``, a request line longer than :data:`REQUEST_LINE_LIMIT` bytes
+is answered 414 without taking a step (Python's own server would accept 64 KB).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Step = Any
+#: Apache's default ``LimitRequestLine``: longer request lines are refused with 414.
+REQUEST_LINE_LIMIT = 8190
 
 
 @dataclass
@@ -75,7 +83,12 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             body = self.read_body()
             with script.lock:
                 script.seen.append((self.command, self.path, dict(self.headers), body))
+            if len(self.requestline.encode()) > REQUEST_LINE_LIMIT:
+                self.reply(414, [("Content-Type", "text/html")], b"<h1>URI Too Long</h1>")
+                return
             step = script.next_step()
+            if callable(step):
+                step = step(self.command, self.path, body)
             if step == "reset":
                 self.reset_connection()
                 return
@@ -84,7 +97,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 step = (200, {}, {})
             status, headers, payload = step
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.reply(status, [*headers.items(), ("Content-Type", "application/json")], data)
+            headers = {"Content-Type": "application/json", **headers}
+            self.reply(status, headers.items(), data)
 
     return Handler
 
