@@ -31,6 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--search",
+        action="store_true",
+        help="offer Advoware's unconfirmed GET /Beteiligte?name= search (default: 405)",
+    )
+    parser.add_argument(
+        "--count-total",
+        action="store_true",
+        help="EspoCRM list total as a real count (default: -1/-2, page until a short page)",
+    )
+    parser.add_argument(
         "--print-conn-env", action="store_true", help="print AIRFLOW_CONN_* lines and go on"
     )
     parser.add_argument("--debug", action="store_true", help="log one line per request")
@@ -48,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         token_lifetime=args.token_lifetime,
         latency_ms=args.latency_ms,
         seed=args.seed,
+        search=args.search,
+        count_total=args.count_total,
     )
     stop = threading.Event()
 

@@ -13,7 +13,11 @@ Behaviour worth knowing (all pinned by ``tests/sandbox``):
   ``geburtsdatum`` is ``YYYY-MM-DDT00:00:00`` or null.
 * Kommunikation PUT ignores ``kommKz``; DELETE is 403. With ``kommkz_zero_defect`` on (the
   default, like the real API) every party representation reports ``kommKz`` 0, while the stored
-  kind stays right (see ``/_admin/state``); Kommunikation POST/PUT answers show the true kind.
+  kind stays right (see ``/_admin/state``).
+* Write answers carry nothing but the party's number: POST and PUT of a party and POST and
+  PUT of a Kommunikation answer ``{"betNr": n}``; clients read the party back with GET.
+* No search endpoint is confirmed: ``GET /api/v1/advonet/Beteiligte?name=`` is 405 (the path
+  exists for POST) unless ``configure({"search": true})`` switches the optional capability on.
 * Field limits: :mod:`sandbox.limits`.
 """
 
@@ -25,7 +29,7 @@ import hmac
 import random
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,9 +44,14 @@ FIRST_BETNR = 100000
 FIRST_KOMM_ID = 150000
 
 
-def now_berlin() -> str:
+def system_clock() -> datetime:
+    """The real time (aware, UTC)."""
+    return datetime.now(UTC)
+
+
+def now_berlin(clock: Callable[[], datetime] = system_clock) -> str:
     """The current local time in Berlin as Advoware writes ``geaendertAm``."""
-    return datetime.now(BERLIN).strftime("%Y-%m-%dT%H:%M:%S")
+    return clock().astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def bad_request(message: str) -> HttpError:
@@ -63,11 +72,16 @@ class AdvowareServer(ApiServer):
         credentials: Any,
         token_lifetime: float = limits.ADVOWARE_DEFAULT_TOKEN_LIFETIME_SECONDS,
         seed: int = 0,
+        listen: bool = True,
+        clock: Callable[[], datetime] = system_clock,
     ) -> None:
-        super().__init__(host, port, seed=seed)
+        super().__init__(host, port, seed=seed, listen=listen)
         self.credentials = credentials
         self.token_lifetime = float(token_lifetime)
+        self.clock = clock
         self.kommkz_zero_defect = True
+        #: The unconfirmed search ``GET /Beteiligte?name=`` (off: 405 like a missing route).
+        self.search = False
         self._rows = random.Random(seed + 1)
         self.tokens: dict[str, float] = {}
         self.parties: dict[int, dict[str, Any]] = {}
@@ -79,7 +93,6 @@ class AdvowareServer(ApiServer):
     def _add_routes(self) -> None:
         self.add_route("GET", "/AdvonetConfigurator/api/Url", self._configurator)
         self.add_route("POST", "/api/v1/Token", self._token)
-        self.add_route("GET", f"{ADVONET}/Beteiligte", self._search)
         self.add_route("POST", f"{ADVONET}/Beteiligte", self._create_party)
         self.add_route("GET", f"{ADVONET}/Beteiligte/{{betNr}}", self._get_party)
         self.add_route("PUT", f"{ADVONET}/Beteiligte/{{betNr}}", self._update_party)
@@ -200,13 +213,32 @@ class AdvowareServer(ApiServer):
         self._next_betnr = max([FIRST_BETNR - 1, *betnrs]) + 1
         self._next_komm_id = max([FIRST_KOMM_ID - 1, *komm_ids]) + 1
 
+    def now(self) -> str:
+        """The server's current local time as Advoware writes ``geaendertAm``."""
+        return now_berlin(self.clock)
+
+    def set_search(self, enabled: bool) -> None:
+        """Offer (or withdraw) the optional ``GET /Beteiligte?name=`` search route."""
+        self.search = enabled
+        template = f"{ADVONET}/Beteiligte"
+        self._routes = [
+            r for r in self._routes if not (r.method == "GET" and r.template == template)
+        ]
+        if enabled:
+            self.add_route("GET", template, self._search)
+
     def dump_state(self) -> dict[str, Any]:
         """``{"Beteiligte": [...]}`` with the stored (true) ``kommKz``."""
         return {"Beteiligte": [_copy_party(p) for p in self.parties.values()]}
 
     def configure(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Also ``kommkz_zero_defect`` (bool) and ``token_lifetime`` (seconds)."""
+        """Also ``kommkz_zero_defect`` (bool), ``token_lifetime`` (seconds) and ``search``
+        (bool, default false: no ``GET /Beteiligte?name=``)."""
         settings = super().configure(body)
+        if "search" in body:
+            if not isinstance(body["search"], bool):
+                raise HttpError(400, "badConfig", {"error": "search must be bool"})
+            self.set_search(body["search"])
         if "kommkz_zero_defect" in body:
             if not isinstance(body["kommkz_zero_defect"], bool):
                 raise HttpError(400, "badConfig", {"error": "kommkz_zero_defect must be bool"})
@@ -217,7 +249,9 @@ class AdvowareServer(ApiServer):
                 raise HttpError(400, "badConfig", {"error": "token_lifetime must be positive"})
             self.token_lifetime = float(value)
         settings.update(
-            kommkz_zero_defect=self.kommkz_zero_defect, token_lifetime=self.token_lifetime
+            kommkz_zero_defect=self.kommkz_zero_defect,
+            token_lifetime=self.token_lifetime,
+            search=self.search,
         )
         return settings
 
@@ -294,14 +328,15 @@ class AdvowareServer(ApiServer):
     def _create_party(self, request: Request) -> Response:
         data = request.json_object()
         with self.lock:
-            return Response(200, self._party_out(self._insert_party(data, trusted=False)))
+            party = self._insert_party(data, trusted=False)
+            return Response(200, {"betNr": party["betNr"]})
 
     def _update_party(self, request: Request) -> Response:
         betnr = self._betnr_param(request)
         data = request.json_object()
         with self.lock:
-            party = self._require(betnr)
-            return Response(200, self._party_out(self._update_party_fields(party, data)))
+            party = self._update_party_fields(self._require(betnr), data)
+            return Response(200, {"betNr": party["betNr"]})
 
     def _insert_party(self, data: Mapping[str, Any], *, trusted: bool) -> dict[str, Any]:
         fields = _party_changes(data, creating=True)
@@ -312,7 +347,7 @@ class AdvowareServer(ApiServer):
             raise HttpError(400, "badScenario", {"error": "betNr invalid or duplicate"})
         self._next_betnr = max(self._next_betnr, betnr + 1)
         party: dict[str, Any] = {"betNr": betnr, "rowId": self._row_id()}
-        party["geaendertAm"] = now_berlin()
+        party["geaendertAm"] = self.now()
         party.update(dict.fromkeys(PARTY_FIELDS))
         party.update(fields)
         party["kommunikation"] = []
@@ -331,7 +366,7 @@ class AdvowareServer(ApiServer):
     ) -> dict[str, Any]:
         party.update(_party_changes(data, creating=False))
         party["rowId"] = self._row_id()
-        party["geaendertAm"] = now_berlin()
+        party["geaendertAm"] = self.now()
         return party
 
     def _row_id(self) -> str:
@@ -361,7 +396,8 @@ class AdvowareServer(ApiServer):
         data = request.json_object()
         with self.lock:
             party = self._require(betnr)
-            return Response(200, dict(self._insert_komm(party, data, trusted=False)))
+            self._insert_komm(party, data, trusted=False)
+            return Response(200, {"betNr": party["betNr"]})
 
     def _update_komm(self, request: Request) -> Response:
         betnr = self._betnr_param(request)
@@ -370,7 +406,8 @@ class AdvowareServer(ApiServer):
         with self.lock:
             komm = self._require_komm(self._require(betnr), komm_id)
             changes = _komm_changes(data, creating=False)  # kommKz: read-only, ignored
-            return Response(200, dict(self._apply_komm_changes(komm, changes)))
+            self._apply_komm_changes(komm, changes)
+            return Response(200, {"betNr": betnr})
 
     def _delete_komm(self, request: Request) -> Response:
         betnr = self._betnr_param(request)

@@ -4,6 +4,13 @@ Each stand-in (EspoCRM, Advoware) is an :class:`ApiServer` on its own
 ``ThreadingHTTPServer``. Product paths (``/api/...``) go through latency, fault injection
 and the call counters; admin paths (``/_admin/...``) never do. A handler never lets an
 exception escape: bad input is answered with a 4xx, a bug in the sandbox with a 500.
+
+Like the Apache in front of the real servers (``LimitRequestLine 8190``), a request line
+(method, path, query and protocol) longer than 8190 bytes is answered 414 before routing.
+
+:meth:`ApiServer.call` runs the same routing and handlers in-process without a socket
+(``listen=False``): the in-memory test fakes are built on it, so they follow the very same
+rules as the HTTP sandbox.
 """
 
 from __future__ import annotations
@@ -26,6 +33,20 @@ from sandbox.faults import FaultInjector, FaultRule
 log = logging.getLogger("sandbox")
 
 ADMIN_PREFIX = "/_admin/"
+
+#: Apache's default ``LimitRequestLine``: longer request lines are answered 414.
+MAX_REQUEST_LINE = 8190
+
+
+def request_line(method: str, path: str, query: str, protocol: str = "HTTP/1.1") -> str:
+    """The HTTP request line of a request (what ``LimitRequestLine`` measures)."""
+    target = f"{path}?{query}" if query else path
+    return f"{method} {target} {protocol}"
+
+
+def uri_too_long() -> HttpError:
+    """Apache's 414 for a request line over :data:`MAX_REQUEST_LINE` bytes."""
+    return HttpError(414, "uriTooLong", {"message": "Request-URI Too Long"})
 
 
 class HttpError(Exception):
@@ -86,11 +107,13 @@ class Request:
 
 @dataclass
 class Response:
-    """A JSON answer (``body`` ``None`` means no body)."""
+    """A JSON answer (``body`` ``None`` means no body); ``raw`` replaces the encoded body
+    (the ``non_utf8`` fault)."""
 
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
 
 
 RouteHandler = Callable[[Request], Response]
@@ -159,7 +182,9 @@ class ApiServer:
 
     name = "api"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, listen: bool = True
+    ) -> None:
         self.lock = threading.RLock()
         self.latency_ms = 0
         self.counters = CallCounters()
@@ -167,7 +192,7 @@ class ApiServer:
         self.stopping = threading.Event()
         self._routes: list[Route] = []
         self._admin_routes: list[Route] = []
-        self._httpd = _Httpd((host, port), _make_handler(self))
+        self._httpd = _Httpd((host, port), _make_handler(self)) if listen else None
         self._thread: threading.Thread | None = None
         self._add_common_admin_routes()
 
@@ -175,8 +200,8 @@ class ApiServer:
 
     @property
     def port(self) -> int:
-        """The bound TCP port."""
-        return int(self._httpd.server_address[1])
+        """The bound TCP port (0 for an in-process server)."""
+        return int(self._httpd.server_address[1]) if self._httpd is not None else 0
 
     @property
     def url(self) -> str:
@@ -185,6 +210,8 @@ class ApiServer:
 
     def start(self) -> None:
         """Serve in a daemon thread."""
+        if self._httpd is None:
+            raise RuntimeError("an in-process server (listen=False) does not serve")
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             args=(0.05,),
@@ -196,6 +223,8 @@ class ApiServer:
     def stop(self) -> None:
         """Stop serving; hanging responses are released at once."""
         self.stopping.set()
+        if self._httpd is None:
+            return
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -255,10 +284,38 @@ class ApiServer:
         except HttpError as error:
             _write(handler, self._error_response(error))
             return
+        if len(handler.requestline.encode("latin-1", "replace")) > MAX_REQUEST_LINE:
+            self._refuse_long_line(handler, request)
+            return
         if request.path.startswith(ADMIN_PREFIX):
             _write(handler, self._dispatch_admin(request))
             return
         self._dispatch_product(handler, request)
+
+    def _refuse_long_line(self, handler: BaseHTTPRequestHandler, request: Request) -> None:
+        """414 from the front server: counted (product paths), never faulted or delayed."""
+        handler.close_connection = True
+        response = self._error_response(uri_too_long())
+        if not request.path.startswith(ADMIN_PREFIX):
+            route, _ = self._match(self._routes, request)
+            key = f"{request.method} {route.template if route else request.path}"
+            self.counters.enter()
+            self.counters.leave(key, str(response.status))
+        _write(handler, response)
+
+    def call(self, request: Request, *, authenticate: bool = True) -> Response:
+        """Answer one product request in-process: the request-line limit, routing, auth and
+        the handler, as over HTTP, but without latency, faults or counters."""
+        line = request_line(request.method, request.path, request.query)
+        if len(line.encode("utf-8")) > MAX_REQUEST_LINE:
+            return self._error_response(uri_too_long())
+        route, allowed = self._match(self._routes, request)
+        if route is not None and not authenticate:
+            try:
+                return route.handler(request)
+            except HttpError as error:
+                return self._error_response(error)
+        return self._handle(route, allowed, request)
 
     def _dispatch_product(self, handler: BaseHTTPRequestHandler, request: Request) -> None:
         route, allowed = self._match(self._routes, request)
@@ -294,6 +351,8 @@ class ApiServer:
         response = self._handle(route, allowed, request)
         if rule is not None and rule.kind == "drop_response":
             raise _ConnectionReset
+        if rule is not None and rule.kind == "non_utf8":
+            response.raw = not_utf8_body(response.body)
         return response
 
     def _apply_fault_before(self, rule: FaultRule | None) -> Response | None:
@@ -415,6 +474,17 @@ class ApiServer:
             return Response(200, self.configure(body))
 
 
+def not_utf8_body(body: Any) -> bytes:
+    """``body`` as JSON encoded in latin-1 (not UTF-8), with at least one ``ä`` in it."""
+    if isinstance(body, dict):
+        body = {**body, "sandboxFault": "Gebühr ä"}
+    elif isinstance(body, list):
+        body = [*body, "Gebühr ä"]
+    else:
+        body = {"value": body, "sandboxFault": "Gebühr ä"}
+    return json.dumps(body, ensure_ascii=False).encode("latin-1", "replace")
+
+
 def _non_negative_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise HttpError(400, "badConfig", {"error": f"{name} must be a non-negative number"})
@@ -478,9 +548,11 @@ class _Headers(dict[str, str]):
 
 def _write(handler: BaseHTTPRequestHandler, response: Response) -> None:
     payload = b"" if response.body is None else json.dumps(response.body).encode("utf-8")
+    if response.raw is not None:
+        payload = response.raw
     try:
         handler.send_response(response.status)
-        if response.body is not None:
+        if response.body is not None or response.raw is not None:
             handler.send_header("Content-Type", "application/json; charset=utf-8")
         handler.send_header("Content-Length", str(len(payload)))
         for key, value in response.headers.items():

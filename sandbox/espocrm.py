@@ -4,27 +4,37 @@ Behaviour worth knowing (all pinned by ``tests/sandbox``):
 
 * ``X-Api-Key`` auth on every ``/api/v1`` path (401 otherwise).
 * Ids are 17 hex characters, datetimes UTC ``YYYY-MM-DD HH:MM:SS``, dates ``YYYY-MM-DD``.
-* Every write bumps ``versionNumber`` and sets ``modifiedAt``; ``X-Version-Number`` that does
-  not match the stored one is 409 with ``X-Status-Reason: modified``.
-* The firm's dirty rule: a PUT that changes a business field and does not itself set
-  ``syncStatus`` sets ``syncStatus=dirty``; a POST without ``syncStatus`` starts
-  ``pending_sync``.
+* Every PUT bumps ``versionNumber`` (EspoCRM's VersionNumber hook runs on every save);
+  ``modifiedAt`` moves only when some attribute really changed.
+* Optimistic concurrency as EspoCRM's ``OptimisticProcessor``: a stale ``X-Version-Number`` is
+  409 with ``X-Status-Reason: modified`` *only if* a written (non-read-only) attribute differs
+  from the stored value; a stale write of identical values succeeds.
+* The firm's formula (``docs/espocrm/formula/CBeteiligte.json``) runs on every save through
+  :mod:`sandbox.formula`: it is the one mark-dirty rule (and the ``pending_sync`` start).
+* List answers carry ``emailAddress``/``phoneNumber`` but never ``emailAddressData``/
+  ``phoneNumberData`` (even if ``select`` asks); only ``GET /CBeteiligte/{id}`` (and POST)
+  return the arrays. PUT answers carry no arrays either.
+* List ``total`` is ``-1`` (more pages) or ``-2`` (no more) unless counting is switched on
+  (``configure({"count_total": true})``); the request header ``X-No-Total: true`` always asks
+  for -1/-2.
 * ``emailAddressData``/``phoneNumberData`` replace the whole set; ``emailAddress``/
   ``phoneNumber`` always hold the primary entry's value.
 * Unknown attributes in a body are ignored (as EspoCRM does); wrong JSON types, invalid
-  values and over-long strings are 400 ``validationFailure``.
+  values, enum values outside the options, ints below ``min`` and strings over the entityDefs'
+  ``maxLength`` (default 255) are 400 ``validationFailure``.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from sandbox import limits
 from sandbox.core import ApiServer, HttpError, Request, Response
+from sandbox.formula import BEFORE_SAVE, values_equal
 from sandbox.where import (
     KIND_DATE,
     KIND_DATETIME,
@@ -39,7 +49,27 @@ from sandbox.where import (
 
 API = "/api/v1"
 
-#: Every attribute of ``CBeteiligte`` and how it is typed.
+_KIND_OF_TYPE = {
+    "varchar": KIND_STRING,
+    "text": KIND_STRING,
+    "enum": KIND_STRING,
+    "int": KIND_INT,
+    "date": KIND_DATE,
+    "datetime": KIND_DATETIME,
+}
+
+
+def _custom_kinds() -> dict[str, str]:
+    """Kinds of the custom fields the shipped entityDefs define."""
+    kinds: dict[str, str] = {}
+    for name, kind in limits.ESPOCRM_FIELD_TYPES.items():
+        if kind not in _KIND_OF_TYPE:
+            raise ValueError(f"entityDefs field {name}: type {kind!r} not supported")
+        kinds[name] = _KIND_OF_TYPE[kind]
+    return kinds
+
+
+#: Every attribute of ``CBeteiligte`` and how it is typed (custom ones from the entityDefs).
 BETEILIGTE_KINDS: dict[str, str] = {
     "id": KIND_STRING,
     "name": KIND_STRING,
@@ -54,17 +84,7 @@ BETEILIGTE_KINDS: dict[str, str] = {
     "phoneNumber": KIND_MULTI,
     "emailAddressData": KIND_LIST,
     "phoneNumberData": KIND_LIST,
-    "betnr": KIND_INT,
-    "syncStatus": KIND_STRING,
-    "syncRetryCount": KIND_INT,
-    "syncNextRetry": KIND_DATETIME,
-    "syncAutoResetAt": KIND_DATETIME,
-    "syncErrorMessage": KIND_STRING,
-    "advowareLastSync": KIND_DATETIME,
-    "advowareRowId": KIND_STRING,
-    "syncedHash": KIND_STRING,
-    "kommunikationHash": KIND_STRING,
-    "syncLockedAt": KIND_DATETIME,
+    **_custom_kinds(),
     "createdAt": KIND_DATETIME,
     "modifiedAt": KIND_DATETIME,
     "versionNumber": KIND_INT,
@@ -81,7 +101,7 @@ NOTE_KINDS: dict[str, str] = {
     "modifiedAt": KIND_DATETIME,
 }
 
-#: Fields whose change by a person makes the record ``dirty``.
+#: The business fields (SPEC §4); the formula file decides what marks a record dirty.
 BUSINESS_FIELDS = (
     "name",
     "vorname",
@@ -96,14 +116,26 @@ BUSINESS_FIELDS = (
 )
 
 SERVER_SET_FIELDS = ("id", "createdAt", "modifiedAt", "versionNumber")
-_TEXT_FIELDS = frozenset({"syncErrorMessage"})  # EspoCRM "text": no varchar limit
+#: Attributes only ``GET /CBeteiligte/{id}`` (and POST) return: EspoCRM's email and phone
+#: loaders are read loaders, not list loaders.
+DETAIL_ONLY_FIELDS = ("emailAddressData", "phoneNumberData")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 API_USER_ID = "sandbox-api-user"
 
 
-def now_utc() -> str:
+def system_clock() -> datetime:
+    """The real time (aware, UTC)."""
+    return datetime.now(UTC)
+
+
+def now_utc(clock: Callable[[], datetime] = system_clock) -> str:
     """The current time as EspoCRM writes it."""
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return clock().astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def without_detail_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as a list (or PUT) answer shows it: no ``...Data`` arrays."""
+    return {key: value for key, value in record.items() if key not in DETAIL_ONLY_FIELDS}
 
 
 def validation_failure(field: str, kind: str = "valid") -> HttpError:
@@ -124,10 +156,20 @@ class EspoCrmServer(ApiServer):
     name = "espocrm"
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, api_key: str, seed: int = 0
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str,
+        seed: int = 0,
+        listen: bool = True,
+        clock: Callable[[], datetime] = system_clock,
     ) -> None:
-        super().__init__(host, port, seed=seed)
+        super().__init__(host, port, seed=seed, listen=listen)
         self.api_key = api_key
+        self.clock = clock
+        #: Real counts in list ``total`` (off: -1/-2 like a big table with counting disabled).
+        self.count_total = False
         self._ids = random.Random(seed)
         self.beteiligte: dict[str, dict[str, Any]] = {}
         self.notes: dict[str, dict[str, Any]] = {}
@@ -158,6 +200,20 @@ class EspoCrmServer(ApiServer):
         return error.body
 
     # -- state hooks -----------------------------------------------------------------------
+
+    def configure(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Also ``count_total`` (bool, default false): real counts in list ``total``."""
+        settings = super().configure(body)
+        if "count_total" in body:
+            if not isinstance(body["count_total"], bool):
+                raise HttpError(400, "badConfig", {"error": "count_total must be bool"})
+            self.count_total = body["count_total"]
+        settings["count_total"] = self.count_total
+        return settings
+
+    def now(self) -> str:
+        """The server's current time as EspoCRM writes it."""
+        return now_utc(self.clock)
 
     def reset_state(self) -> None:
         """Forget all records and notes."""
@@ -216,17 +272,34 @@ class EspoCrmServer(ApiServer):
     def update(
         self, record_id: str, data: Mapping[str, Any], *, version_number: int | None
     ) -> dict[str, Any]:
-        """PUT semantics incl. version check and the dirty rule; return the full record."""
+        """PUT semantics as EspoCRM's Record\\Service::update; return the full record.
+
+        * ``OptimisticProcessor``: a stale ``version_number`` is refused (409 ``modified``,
+          body with the stored values of the differing fields) only if a written attribute
+          differs from its stored value; otherwise the write goes on.
+        * ``modifiedAt`` moves only if some attribute changed (``Database::
+          processCreatedAndModifiedFieldsSave``), ``versionNumber`` grows on every save
+          (``VersionNumber`` hook), the firm's formula runs (``beforeSaveCustomScript``).
+        """
         current = self._require(record_id)
-        if version_number is not None and version_number != current["versionNumber"]:
-            raise HttpError(409, "modified", {"versionNumber": current["versionNumber"]})
         changes = _validated(data, creating=False, trusted=False)
+        if version_number is not None and version_number != current["versionNumber"]:
+            differing = [
+                key for key, value in changes.items() if not values_equal(key, value, current[key])
+            ]
+            if differing:
+                body = {
+                    "values": {key: current[key] for key in differing},
+                    "versionNumber": current["versionNumber"],
+                }
+                raise HttpError(409, "modified", body)
         updated = {**current, **changes}
         _sync_primary_fields(updated, changes, current)
-        if "syncStatus" not in changes and _business_changed(current, updated):
-            updated["syncStatus"] = "dirty"
+        changed = any(not values_equal(key, updated.get(key), current.get(key)) for key in updated)
+        BEFORE_SAVE.run(updated, current)
         updated["versionNumber"] = current["versionNumber"] + 1
-        updated["modifiedAt"] = now_utc()
+        if changed:
+            updated["modifiedAt"] = self.now()
         self.beteiligte[record_id] = updated
         return dict(updated)
 
@@ -237,14 +310,15 @@ class EspoCrmServer(ApiServer):
         _sync_primary_fields(record, values, {})
         record["emailAddressData"] = record["emailAddressData"] or []
         record["phoneNumberData"] = record["phoneNumberData"] or []
-        stamp = now_utc()
+        stamp = self.now()
         record["id"] = values.get("id") or self._new_id()
         if record["id"] in self.beteiligte:
             raise HttpError(409, "duplicate", {"error": "id exists"})
         record["createdAt"] = values.get("createdAt") or stamp
         record["modifiedAt"] = values.get("modifiedAt") or record["createdAt"]
         record["versionNumber"] = values.get("versionNumber") or 1
-        record["syncStatus"] = values.get("syncStatus") or "pending_sync"
+        BEFORE_SAVE.run(record, None)
+        _check_values(record)
         return record
 
     def _new_id(self) -> str:
@@ -264,7 +338,31 @@ class EspoCrmServer(ApiServer):
     def _list_beteiligte(self, request: Request) -> Response:
         with self.lock:
             records = list(self.beteiligte.values())
-            return Response(200, _list_answer(request, records, BETEILIGTE_KINDS, "createdAt"))
+            answer = self._list_answer(request, records, BETEILIGTE_KINDS, "createdAt")
+            answer["list"] = [without_detail_fields(record) for record in answer["list"]]
+            return Response(200, answer)
+
+    def _list_answer(
+        self,
+        request: Request,
+        records: list[dict[str, Any]],
+        kinds: Mapping[str, str],
+        default_order_by: str,
+    ) -> dict[str, Any]:
+        """Filter, sort, page and project ``records`` as ``{"list", "total"}``; ``total`` is
+        -1 (more pages) / -2 (no more) unless counting is on and not refused by
+        ``X-No-Total``."""
+        answer, matching = _list_answer(request, records, kinds, default_order_by)
+        offset, _ = _paging(request)
+        answer["total"] = self._total(request, offset, len(answer["list"]), matching)
+        return answer
+
+    def _total(self, request: Request, offset: int, shown: int, matching: int) -> int:
+        """The count, or -1 (more pages exist) / -2 (no more) without counting."""
+        no_total = (request.headers.get("X-No-Total") or "").strip().lower() == "true"
+        if self.count_total and not no_total:
+            return matching
+        return -1 if offset + shown < matching else -2
 
     def _get_beteiligte(self, request: Request) -> Response:
         with self.lock:
@@ -279,7 +377,8 @@ class EspoCrmServer(ApiServer):
         data = request.json_object()
         version = _version_header(request)
         with self.lock:
-            return Response(200, self.update(request.params["id"], data, version_number=version))
+            updated = self.update(request.params["id"], data, version_number=version)
+            return Response(200, without_detail_fields(updated))
 
     def _delete_beteiligte(self, request: Request) -> Response:
         with self.lock:
@@ -293,7 +392,9 @@ class EspoCrmServer(ApiServer):
             notes = [n for n in self.notes.values() if n["parentId"] == request.params["id"]]
             notes.sort(key=lambda note: (note["createdAt"], note["id"]), reverse=True)
             offset, max_size = _paging(request)
-            return Response(200, {"list": notes[offset : offset + max_size], "total": len(notes)})
+            page = notes[offset : offset + max_size]
+            total = self._total(request, offset, len(page), len(notes))
+            return Response(200, {"list": page, "total": total})
 
     def _app_user(self, request: Request) -> Response:
         return Response(200, {"user": {"id": API_USER_ID, "userName": "sandbox-api"}})
@@ -317,7 +418,7 @@ class EspoCrmServer(ApiServer):
     def _list_notes(self, request: Request) -> Response:
         with self.lock:
             notes = list(self.notes.values())
-            return Response(200, _list_answer(request, notes, NOTE_KINDS, "createdAt"))
+            return Response(200, self._list_answer(request, notes, NOTE_KINDS, "createdAt"))
 
     def _new_note(self, data: Mapping[str, Any], *, trusted: bool) -> dict[str, Any]:
         note: dict[str, Any] = dict.fromkeys(NOTE_KINDS)
@@ -333,7 +434,7 @@ class EspoCrmServer(ApiServer):
         parent_missing = note["parentId"] not in self.beteiligte
         if note["parentType"] == "CBeteiligte" and parent_missing and not trusted:
             raise HttpError(404, "notFound")
-        stamp = now_utc()
+        stamp = self.now()
         note["id"] = data.get("id") if trusted and data.get("id") else self._new_id()
         note["createdById"] = API_USER_ID
         note["createdAt"] = (data.get("createdAt") if trusted else None) or stamp
@@ -374,12 +475,15 @@ def _validated_value(field: str, kind: str, value: Any) -> Any:
     if field == "phoneNumberData":
         return _phone_data(value)
     if value is None:
-        if field == "syncStatus":
+        if field in limits.ESPOCRM_ENUM_OPTIONS:
             raise validation_failure(field)
         return None
     if kind == KIND_INT:
         if isinstance(value, bool) or not isinstance(value, int):
             raise validation_failure(field)
+        minimum = limits.ESPOCRM_INT_MIN.get(field)
+        if minimum is not None and value < minimum:
+            raise validation_failure(field, "min")
         return value
     if not isinstance(value, str):
         raise validation_failure(field)
@@ -387,11 +491,13 @@ def _validated_value(field: str, kind: str, value: Any) -> Any:
         return _date_text(field, value)
     if kind == KIND_DATETIME:
         return _datetime_text(field, value)
-    if field == "syncStatus" and value not in limits.ESPOCRM_SYNC_STATUSES:
+    options = limits.ESPOCRM_ENUM_OPTIONS.get(field)
+    if options is not None and value not in options:
         raise validation_failure(field)
     if field == "emailAddress" and value and not _EMAIL.match(value):
         raise validation_failure(field)
-    if field not in _TEXT_FIELDS and len(value) > limits.ESPOCRM_VARCHAR_MAX_LENGTH:
+    max_length = limits.espocrm_max_length(field)
+    if max_length is not None and len(value) > max_length:
         raise validation_failure(field, "maxLength")
     return value
 
@@ -436,7 +542,7 @@ def _email_data(value: Any) -> list[dict[str, Any]]:
         if not isinstance(entry, dict) or not isinstance(entry.get("emailAddress"), str):
             raise validation_failure("emailAddress")
         address = entry["emailAddress"].strip()
-        if not _EMAIL.match(address) or len(address) > limits.ESPOCRM_VARCHAR_MAX_LENGTH:
+        if not _EMAIL.match(address) or len(address) > limits.ESPOCRM_EMAIL_MAX_LENGTH:
             raise validation_failure("emailAddress")
         if address.lower() in seen:
             continue
@@ -465,7 +571,7 @@ def _phone_data(value: Any) -> list[dict[str, Any]]:
             raise validation_failure("phoneNumber")
         number = entry["phoneNumber"].strip()
         kind = entry.get("type") or "Office"
-        if not number or len(number) > 36:
+        if not number or len(number) > limits.ESPOCRM_PHONE_MAX_LENGTH:
             raise validation_failure("phoneNumber")
         if kind not in limits.ESPOCRM_PHONE_TYPES:
             raise validation_failure("phoneNumber")
@@ -518,8 +624,11 @@ def _with_primary(data: list[dict[str, Any]], inner: str, value: str | None) -> 
     return _one_primary([entry, *rest])
 
 
-def _business_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
-    return any(before.get(field) != after.get(field) for field in BUSINESS_FIELDS)
+def _check_values(record: Mapping[str, Any]) -> None:
+    """What the formula set must still be a valid value (an enum option)."""
+    for field, options in limits.ESPOCRM_ENUM_OPTIONS.items():
+        if record.get(field) is not None and record[field] not in options:
+            raise validation_failure(field)
 
 
 def _version_header(request: Request) -> int | None:
@@ -561,8 +670,9 @@ def _list_answer(
     records: list[dict[str, Any]],
     kinds: Mapping[str, str],
     default_order_by: str,
-) -> dict[str, Any]:
-    """Filter, sort, page and project ``records`` as ``{"list", "total"}``."""
+) -> tuple[dict[str, Any], int]:
+    """Filter, sort, page and project ``records`` as ``{"list", "total"}`` (a real count),
+    and the number of matching records."""
     offset, max_size = _paging(request)
     pairs = request.query_pairs()
     predicate = compile_where(decode_nested(pairs, "where"), kinds)
@@ -573,7 +683,7 @@ def _list_answer(
     listed = [
         {key: record.get(key) for key in fields} if fields else dict(record) for record in page
     ]
-    return {"list": listed, "total": len(matching)}
+    return {"list": listed, "total": len(matching)}, len(matching)
 
 
 def _sort(

@@ -12,7 +12,10 @@ optional ``count`` (fires at most that often). Kinds:
 * ``reset``: reset the TCP connection without performing the request;
 * ``drop_response``: perform the request, then reset the connection without answering
   (the lost-POST-response case);
-* ``expire_tokens``: let every issued token expire, then go on (Advoware answers 401).
+* ``expire_tokens``: let every issued token expire, then go on (Advoware answers 401);
+* ``non_utf8``: perform the request, then answer with its status and its JSON body encoded as
+  latin-1 (with an ``ä`` added: a ``"sandboxFault"`` key, a list item) although the
+  ``Content-Type`` says ``application/json; charset=utf-8``: clients must refuse the answer.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 FAULT_KINDS = frozenset(
-    {"latency", "error", "rate_limit", "hang", "reset", "drop_response", "expire_tokens"}
+    {
+        "latency",
+        "error",
+        "rate_limit",
+        "hang",
+        "reset",
+        "drop_response",
+        "expire_tokens",
+        "non_utf8",
+    }
 )
 
 

@@ -61,6 +61,8 @@ class Sandbox:
         advoware_port: int = 0,
         credentials: SandboxCredentials | None = None,
         host: str = "127.0.0.1",
+        search: bool = False,
+        count_total: bool = False,
     ) -> None:
         self.credentials = credentials or SandboxCredentials()
         self.espocrm = EspoCrmServer(
@@ -75,6 +77,8 @@ class Sandbox:
         )
         for server in (self.espocrm, self.advoware):
             server.latency_ms = latency_ms
+        self.espocrm.count_total = count_total
+        self.advoware.set_search(search)
         data = load_scenario_file(scenario)
         if data is not None:
             self.load(data)

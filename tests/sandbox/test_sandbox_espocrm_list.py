@@ -138,6 +138,7 @@ class TestPagingOrderSelect:
     def test_list_shape_and_default_max_size(self, sandbox: Sandbox, espo: Api) -> None:
         records = [{"name": f"N{i:02d}"} for i in range(25)]
         sandbox.espocrm_admin.load({"espocrm": {"CBeteiligte": records}})
+        sandbox.espocrm_admin.configure(count_total=True)
         body = espo.get("/CBeteiligte").json()
         assert set(body) == {"list", "total"}
         assert body["total"] == 25 and len(body["list"]) == 20
@@ -149,7 +150,7 @@ class TestPagingOrderSelect:
 
     def test_offset_and_order(self, espo: Api) -> None:
         page = espo.get("/CBeteiligte?orderBy=name&order=desc&offset=1&maxSize=2").json()
-        assert [r["name"] for r in page["list"]] == ["D", "C"] and page["total"] == 5
+        assert [r["name"] for r in page["list"]] == ["D", "C"] and page["total"] == -1
         by_betnr = espo.get("/CBeteiligte?orderBy=betnr&order=asc").json()["list"]
         assert [r["betnr"] for r in by_betnr] == [None, None, None, 9, 100000]
 

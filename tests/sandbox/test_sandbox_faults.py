@@ -82,6 +82,7 @@ def test_reset_aborts_without_performing(sandbox: Sandbox, espo: Api) -> None:
 
 
 def test_drop_response_performs_then_resets(sandbox: Sandbox, advo: Api) -> None:
+    sandbox.advoware_admin.configure(search=True)
     rule = {"method": "POST", "path": "/api/v1/advonet/Beteiligte", "kind": "drop_response"}
     sandbox.advoware_admin.set_faults([rule])
     with pytest.raises(requests.exceptions.ConnectionError):
@@ -95,8 +96,8 @@ def test_drop_response_performs_then_resets(sandbox: Sandbox, advo: Api) -> None
 
 def test_expire_tokens_fault_makes_the_call_401(sandbox: Sandbox, advo: Api) -> None:
     sandbox.advoware_admin.set_faults([{"kind": "expire_tokens", "count": 1}])
-    assert advo.get("/Beteiligte?name=x").status_code == 401
-    assert advo.get("/Beteiligte?name=x").status_code == 401  # the token stays expired
+    assert advo.get("/Beteiligte/100000").status_code == 401
+    assert advo.get("/Beteiligte/100000").status_code == 401  # the token stays expired
 
 
 def test_template_path_matches_concrete_ids(sandbox: Sandbox, espo: Api) -> None:
@@ -171,12 +172,12 @@ def test_a_call_is_counted_before_its_answer_arrives(
 
 def test_advoware_templates_name_betnr_and_komm_id(sandbox: Sandbox, advo: Api) -> None:
     party = advo.post("/Beteiligte", json={"name": "x"}).json()
-    komm = advo.post(
-        f"/Beteiligte/{party['betNr']}/Kommunikationen", json={"tlf": "1", "kommKz": 1}
-    ).json()
+    advo.post(f"/Beteiligte/{party['betNr']}/Kommunikationen", json={"tlf": "1", "kommKz": 1})
+    (komm,) = advo.get(f"/Beteiligte/{party['betNr']}").json()["kommunikation"]
     advo.put(f"/Beteiligte/{party['betNr']}/Kommunikationen/{komm['id']}", json={"tlf": "2"})
     calls = sandbox.advoware_admin.counters()["calls"]
     assert calls["PUT /api/v1/advonet/Beteiligte/{betNr}/Kommunikationen/{kommId}"] == {"200": 1}
+    assert calls["GET /api/v1/advonet/Beteiligte/{betNr}"] == {"200": 1}
     assert calls["POST /api/v1/Token"] == {"200": 1}
 
 
