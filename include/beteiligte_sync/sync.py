@@ -190,6 +190,10 @@ def _sync_entity(
                 entity_id, record.get("betnr"), Outcome.DRY_RUN.value, error=describe_error(exc)
             )
         return _fail_unlocked(record, espocrm, exc, now, settings, log)
+    if planning.record is not record and status.is_locked(planning.record, now, settings.lock_ttl):
+        # The whole record, read after the candidate list, shows another run's live lock.
+        log.info("entity %s: %s", entity_id, Outcome.SKIPPED_LOCKED.value)
+        return EntityResult(entity_id, record.get("betnr"), Outcome.SKIPPED_LOCKED.value)
     record, planned = planning.record, planning.planned
     plan = planned.plan
     _log_plan(plan, planned, log)
@@ -447,7 +451,7 @@ def _finish_without_ops(
         data = _failure_fields(record, now, message, settings)
         outcome = Outcome.VALIDATION_FAILED
     elif planning.whole_record:
-        data = _success_fields(record, advo, now, log)
+        data = _success_fields(record, advo, now, log, plan.direction)
         outcome = Outcome(plan.outcome)
     else:
         # Planned from the list record because nothing changed: the baselines stay as they are.
@@ -478,11 +482,22 @@ def _names(diffs: Sequence[str]) -> str:
 
 
 def _success_fields(
-    record: Mapping[str, Any], advo: Mapping[str, Any], now: datetime, log: logging.Logger
+    record: Mapping[str, Any],
+    advo: Mapping[str, Any],
+    now: datetime,
+    log: logging.Logger,
+    direction: str = "both",
 ) -> dict[str, Any]:
+    """Fields of a checked success: ``clean`` with fresh baselines. A one-way run that leaves
+    differences the other direction would sync writes ``dirty`` instead and keeps the old
+    Kommunikation baseline, so the next two-way run plans from the whole record and carries
+    them over (a stale ``clean`` would hide them)."""
     kommunikation = advo.get("kommunikation") or []
     new_hash = komm.kommunikation_hash(kommunikation)
-    if new_hash != record.get("kommunikationHash"):
+    pending = direction != "both" and bool(planner.differences(record, advo, direction="both"))
+    if pending:
+        log.info("entity %s: one-way run leaves changes for the other direction", record.get("id"))
+    elif new_hash != record.get("kommunikationHash"):
         relevant = sum(komm.is_sync_relevant(k) for k in kommunikation)
         log.info(
             "entity %s: Kommunikation hash updated (based on %d sync-relevant of %d total)",
@@ -490,13 +505,16 @@ def _success_fields(
             relevant,
             len(kommunikation),
         )
-    return status.success(
+    fields = status.success(
         record,
         now,
         synced_hash=mapping.business_hash(mapping.from_espocrm(record)),
         advoware_row_id=compare_mod.baseline_row_id(advo.get("rowId")),
-        kommunikation_hash=new_hash,
+        kommunikation_hash=None if pending else new_hash,
     )
+    if pending:
+        fields["syncStatus"] = SyncStatus.DIRTY.value
+    return fields
 
 
 def _apply_locked(
@@ -716,7 +734,7 @@ def _validate_entity(
         data = _failure_fields(record, now, message, settings)
         return _write_validation(record, espocrm, data, Outcome.VALIDATION_FAILED, log)
     return _write_validation(
-        record, espocrm, _success_fields(record, advo, now, log), Outcome.CLEAN, log
+        record, espocrm, _success_fields(record, advo, now, log, direction), Outcome.CLEAN, log
     )
 
 

@@ -126,12 +126,20 @@ class Http:
 
     # -- acting --------------------------------------------------------------------------------
 
+    def list_record(self, entity_id: str) -> dict[str, Any]:
+        """The record as the candidate list delivers it (no call counted): EspoCRM list
+        answers carry no ``emailAddressData``/``phoneNumberData`` (SPEC §4)."""
+        record = self.record(entity_id)
+        for name in ("emailAddressData", "phoneNumberData"):
+            record.pop(name, None)
+        return record
+
     def run(self, entity_id: str, **kw: Any) -> EntityResult:
-        """One sync of ``entity_id`` with inline validation; the record is taken as stored,
-        like the candidate list would deliver it (so it costs no call)."""
+        """One sync of ``entity_id`` with inline validation; the record is taken as the
+        candidate list would deliver it (so it costs no call)."""
         kw.setdefault("validate_inline", True)
         return sync_entity(
-            self.record(entity_id),
+            self.list_record(entity_id),
             self.espocrm,
             self.advoware,
             clock=self.clock,

@@ -88,7 +88,7 @@ def test_plain_espocrm_newer_posts_no_note(http: Http) -> None:
     assert http.notes(entity_id) == []  # our own last-synced values are nobody's edit
 
 
-def test_to_advoware_run_leaves_a_new_advoware_value_alone_and_validates_clean(
+def test_to_advoware_run_leaves_a_new_advoware_value_alone_and_not_clean(
     http: Http,
 ) -> None:
     entity_id, betnr, _ = _linked_with_phones(http)
@@ -98,18 +98,20 @@ def test_to_advoware_run_leaves_a_new_advoware_value_alone_and_validates_clean(
     result = http.run(entity_id, direction="to_advoware")
 
     stored = http.record(entity_id)
-    assert result.outcome == "espocrm_newer" and stored["syncStatus"] == "clean", result.error
+    # Validated, but not clean: the new Advoware value waits for the next two-way run.
+    assert result.outcome == "espocrm_newer" and stored["syncStatus"] == "dirty", result.error
     assert http.party(betnr)["vorname"] == "Moritz"
     assert "+49 40 5555555" in _tlfs(http.party(betnr))  # left alone, not destroyed
     assert _phones(stored) == sorted([OFFICE, MOBILE])  # and not written to EspoCRM
 
 
-def test_to_advoware_run_without_ops_is_clean_despite_a_new_advoware_value(http: Http) -> None:
+def test_to_advoware_run_leaves_a_new_advoware_value_for_the_next_run_not_clean(http: Http) -> None:
     entity_id, betnr, _ = _linked_with_phones(http)
     http.edit_kommunikation(betnr, tlf="+49 40 5555555", kommKz=1, bemerkung="")
 
     result = http.run(entity_id, direction="to_advoware")
-    assert result.status == "clean", result.error
+    # Not clean: the other direction still has the new value to carry over.
+    assert result.status == "dirty", result.error
 
     both = http.run(entity_id)  # the next two-way run brings the value over
     assert both.status == "clean"
@@ -134,4 +136,6 @@ def test_one_changed_kommunikation_costs_about_one_call_more_than_stammdaten(
     calls = http.calls()
     assert result.status == "clean" and result.kommunikation_changes == 1
     assert calls.advoware["PUT /api/v1/advonet/Beteiligte/{betNr}/Kommunikationen/{kommId}"] == 1
-    assert calls.business <= 6 + 1, (calls, http.sb.espocrm_admin.counters()["calls"])
+    # Stammdaten (7: whole record, Advoware GET, lock, PUT, validation's two reads and final
+    # write) plus the Kommunikation PUT.
+    assert calls.business <= 7 + 1, (calls, http.sb.espocrm_admin.counters()["calls"])

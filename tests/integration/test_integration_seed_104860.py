@@ -51,7 +51,7 @@ def test_seed_conflict_makes_both_sides_equal_and_only_then_clean(
     assert "Converting 3 Var4 entries to empty slots (EspoCRM wins)" in caplog.text
     assert "based on 4 sync-relevant of 9 total" in caplog.text
 
-    validated = http.validate(ENTITY_ID)
+    validated = http.validate(ENTITY_ID, written=result)
 
     stored, party = http.record(ENTITY_ID), http.party(BETNR)
     assert validated.outcome == "clean" and stored["syncStatus"] == "clean"
