@@ -338,6 +338,10 @@ class AdvowareServer(ApiServer):
             party = self._update_party_fields(self._require(betnr), data)
             return Response(200, {"betNr": party["betNr"]})
 
+    def load_party(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Add one party as a scenario load does (``betNr``, ``rowId``, ids may be given)."""
+        return self._insert_party(data, trusted=True)
+
     def _insert_party(self, data: Mapping[str, Any], *, trusted: bool) -> dict[str, Any]:
         fields = _party_changes(data, creating=True)
         betnr = data.get("betNr") if trusted else None

@@ -105,6 +105,20 @@ class Request:
         return None
 
 
+def make_request(
+    method: str,
+    path: str,
+    *,
+    query: str = "",
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+) -> Request:
+    """A :class:`Request` as the HTTP plumbing would build it (case-insensitive headers),
+    for :meth:`ApiServer.call`."""
+    lowered = {key.lower(): value for key, value in (headers or {}).items()}
+    return Request(method, path, query, _Headers(lowered), body)
+
+
 @dataclass
 class Response:
     """A JSON answer (``body`` ``None`` means no body); ``raw`` replaces the encoded body

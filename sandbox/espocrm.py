@@ -303,6 +303,12 @@ class EspoCrmServer(ApiServer):
         self.beteiligte[record_id] = updated
         return dict(updated)
 
+    def load_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Add one record as a scenario load does (server-set fields may be given)."""
+        record = self._new_record(data, trusted=True)
+        self.beteiligte[record["id"]] = record
+        return record
+
     def _new_record(self, data: Mapping[str, Any], *, trusted: bool) -> dict[str, Any]:
         values = _validated(data, creating=True, trusted=trusted)
         record: dict[str, Any] = dict.fromkeys(BETEILIGTE_KINDS)

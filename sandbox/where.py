@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sandbox.core import HttpError
@@ -97,6 +97,39 @@ def _listify(node: Any) -> Any:
     if converted and all(key.isdigit() for key in converted):
         return [converted[key] for key in sorted(converted, key=int)]
     return converted
+
+
+def encode_where(items: Sequence[Mapping[str, Any]], name: str = "where") -> list[tuple[str, str]]:
+    """The inverse of :func:`decode_nested` for where items (PHP ``http_build_query`` style):
+    lists as ``[]`` pairs, nested ``or``/``and`` items indexed, datetimes as UTC
+    ``YYYY-MM-DD HH:MM:SS``, booleans ``true``/``false``, ``None`` values left out."""
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        _encode_item(pairs, f"{name}[{index}]", item)
+    return pairs
+
+
+def _encode_item(pairs: list[tuple[str, str]], prefix: str, item: Mapping[str, Any]) -> None:
+    for key, value in item.items():
+        if value is None:
+            continue
+        if key == "value" and item.get("type") in ("or", "and") and isinstance(value, list):
+            for index, sub in enumerate(value):
+                _encode_item(pairs, f"{prefix}[value][{index}]", sub)
+        elif isinstance(value, list | tuple):
+            pairs.extend((f"{prefix}[{key}][]", _scalar_text(entry)) for entry in value)
+        else:
+            pairs.append((f"{prefix}[{key}]", _scalar_text(value)))
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
 
 
 # -- predicate compilation ----------------------------------------------------------------

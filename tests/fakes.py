@@ -1,69 +1,75 @@
-"""In-memory fakes of EspoCRM and Advoware, behaviourally equal to the sandbox servers.
+"""In-memory fakes of EspoCRM and Advoware that run the sandbox's own server logic in-process.
 
-They implement the protocols of :mod:`include.beteiligte_sync.clients` and mirror the API rules
-the sandbox emulates (SPEC §4-§5, helpers/sandbox.md):
+The fakes use the sandbox's tables and rules, never their own: every client call builds a
+sandbox :class:`~sandbox.core.Request` and hands it to the very server class that
+``python -m sandbox`` serves (:class:`~sandbox.espocrm.EspoCrmServer`,
+:class:`~sandbox.advoware.AdvowareServer`, created with ``listen=False``, so no socket), via
+:meth:`~sandbox.core.ApiServer.call`. An error answer becomes the engine's typed error exactly
+as ``plugins/hooks/base.py`` maps it (400 and other 4xx ``BadRequest``, 401 ``AuthFailed``,
+403 ``Forbidden``, 404 ``NotFound``, 409 ``Conflict`` with ``reason`` = ``X-Status-Reason``,
+429 ``RateLimited``, 5xx ``ServerError``). So the fakes follow the same rules as the sandbox:
+field limits from the shipped entityDefs, the formula file as the mark-dirty rule, the
+OptimisticProcessor 409 rule, the 414 request-line limit, list and write answer shapes.
+
+The client contract the fakes implement (the hooks do the same over HTTP):
 
 EspoCRM (:class:`FakeEspoCrm`)
-    ``versionNumber`` bumped and ``modifiedAt`` set on every write; ``version_number`` mismatch ->
-    ``Conflict(reason="modified")``; the *dirty rule*: a write that changes a business field and
-    does not itself set ``syncStatus`` sets ``syncStatus="dirty"``; a value-identical write is not
-    a change; a new record starts ``pending_sync``; ``...Data`` arrays replace the whole set and
-    maintain ``emailAddress``/``phoneNumber``; invalid email -> ``BadRequest``; ``where`` filters.
+    ``iter_beteiligte`` yields *list-shaped* records (``emailAddress``/``phoneNumber`` but no
+    ``emailAddressData``/``phoneNumberData``), one counted call per page of at most 200, paging
+    until a short page (``total`` is -1/-2); a top-level ``in`` filter too long for one request
+    line is cut into several requests, as the hook does. ``get_beteiligte`` returns the whole
+    record with the arrays; ``update_beteiligte`` returns the PUT answer (no arrays).
 Advoware (:class:`FakeAdvoware`)
-    ``rowId`` regenerated and ``geaendertAm`` (Europe/Berlin local, no offset) updated on every
-    PUT of the party's own fields (even a value-identical one, like the sandbox), *not* when
-    only a Kommunikation changes; a Kommunikation's own ``rowId`` changes on each of its PUTs;
-    ``kommKz`` read-only on PUT; DELETE -> Forbidden;
-    the kommKz-is-0-on-GET defect (on by default, like the real API); field limits -> BadRequest;
-    unknown ``betNr`` -> ``NotFound``.
+    ``create_beteiligte``, ``update_beteiligte``, ``create_kommunikation`` and
+    ``update_kommunikation`` return only ``{"betNr": n}``: read the party back with
+    ``get_beteiligte``. ``find_beteiligte(name)`` returns ``None`` (capability absent) unless the
+    fake was built with ``search=True``. ``kommKz`` read-only on PUT, DELETE -> ``Forbidden``,
+    the kommKz-is-0 defect (``kommkz_zero_defect``, on by default, like the real API).
 
 Both count calls per method (``fake.calls["get_beteiligte"]``), let tests edit data "as a
-person would" (``edit_as_person``) and inject failures (``fail_on``).
+person would" (``edit_as_person``, the sandbox's admin edits) and inject failures
+(``fail_on``). Timestamps follow the injected clock (``FakeClock``).
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
-import re
-import uuid
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from include.beteiligte_sync.errors import BadRequest, Conflict, Forbidden, NotFound
-from sandbox.espocrm import BUSINESS_FIELDS
+from include.beteiligte_sync.errors import (
+    ApiError,
+    AuthFailed,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServerError,
+)
+from sandbox.advoware import ADVONET, AdvowareServer
+from sandbox.core import MAX_REQUEST_LINE, ApiServer, HttpError, make_request, request_line
+from sandbox.espocrm import BUSINESS_FIELDS, EspoCrmServer
 from sandbox.limits import ADVOWARE_KOMM_MAX_LENGTH, ADVOWARE_PARTY_MAX_LENGTH
+from sandbox.server import SandboxCredentials
+from sandbox.where import encode_where
 
 Record = dict[str, Any]
 
-# The fakes follow the sandbox's rules: share its tables instead of copying them.
+# The sandbox's tables, re-exported for tests that name them.
 ESPOCRM_BUSINESS_FIELDS = BUSINESS_FIELDS
 ADVOWARE_LIMITS = ADVOWARE_PARTY_MAX_LENGTH
 KOMMUNIKATION_LIMITS = ADVOWARE_KOMM_MAX_LENGTH
 
-ESPOCRM_BOOKKEEPING_FIELDS = (
-    "betnr",
-    "syncStatus",
-    "syncRetryCount",
-    "syncNextRetry",
-    "syncAutoResetAt",
-    "syncErrorMessage",
-    "advowareLastSync",
-    "advowareRowId",
-    "syncedHash",
-    "kommunikationHash",
-    "syncLockedAt",
-)
-ADVOWARE_PARTY_FIELDS = (*ADVOWARE_LIMITS, "geburtsdatum")
-_ESPOCRM_ORDERABLE = frozenset(
-    (*ESPOCRM_BUSINESS_FIELDS, *ESPOCRM_BOOKKEEPING_FIELDS, "id", "createdAt", "modifiedAt")
-)
 BERLIN = ZoneInfo("Europe/Berlin")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ESPOCRM_API = "/api/v1"
+#: EspoCRM answers ``maxSize`` above 200 with 403: pages are never larger.
+PAGE_SIZE = 200
 
 
 class FakeClock:
@@ -91,6 +97,30 @@ def advoware_datetime(moment: datetime) -> str:
     return moment.astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def typed_error(status: int, reason: str | None, body: Any, request: str) -> ApiError:
+    """The engine's typed error for an error answer, mapped like ``plugins/hooks/base.py``."""
+    text = None if body is None else json.dumps(body)
+    kw: dict[str, Any] = {"status": status, "reason": reason, "body": text, "request": request}
+    if status == 401:
+        return AuthFailed(f"{request}: authentication failed", **kw)
+    if status == 404:
+        return NotFound(f"{request}: not found", **kw)
+    if status == 409:
+        return Conflict(f"{request}: conflict ({reason or 'no reason given'})", **kw)
+    if status == 403:
+        return Forbidden(f"{request}: forbidden", **kw)
+    if status == 429:
+        return RateLimited(f"{request}: rate limited", **kw)
+    if status >= 500:
+        return ServerError(f"{request}: server error", **kw)
+    return BadRequest(f"{request}: request rejected", **kw)
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy through JSON, as a client would see the value."""
+    return json.loads(json.dumps(value))
+
+
 @dataclass
 class _Failure:
     exc: Exception
@@ -100,7 +130,9 @@ class _Failure:
 
 
 class _FakeBase:
-    """Call counting and failure injection shared by both fakes."""
+    """Call counting, failure injection and the in-process calls shared by both fakes."""
+
+    server: ApiServer
 
     def __init__(self, clock: Callable[[], datetime] | None) -> None:
         self.clock: Callable[[], datetime] = clock or FakeClock()
@@ -147,174 +179,128 @@ class _FakeBase:
             raise failure.exc
         return None
 
+    def _call(
+        self,
+        method: str,
+        path: str,
+        template: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One API call through the sandbox server's routing and handlers (no socket)."""
+        payload = b"" if body is None else json.dumps(body).encode("utf-8")
+        request = make_request(
+            method,
+            quote(path),
+            query=urlencode(list(query)),
+            headers=headers,
+            body=payload,
+        )
+        response = self.server.call(request, authenticate=False)
+        if response.status >= 400:
+            reason = response.headers.get("X-Status-Reason")
+            raise typed_error(response.status, reason, response.body, f"{method} {template}")
+        return _copy(response.body)
+
+    def _admin(self, action: Callable[[], Any], request: str) -> Any:
+        """A person's edit through the sandbox's admin logic (not counted, no faults)."""
+        try:
+            with self.server.lock:
+                return _copy(action())
+        except HttpError as error:
+            raise typed_error(error.status, error.reason, error.body, request) from None
+
 
 # --- EspoCRM ----------------------------------------------------------------------------------
 
 
-def _espo_value_check(name: str, value: Any) -> None:
-    """EspoCRM rejects values of the wrong JSON type (400)."""
-    if name in ("emailAddressData", "phoneNumberData"):
-        if value is not None and not isinstance(value, list):
-            raise BadRequest("invalid type", status=400, reason="validationFailure")
-        return
-    if name in ("betnr", "syncRetryCount", "versionNumber"):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise BadRequest("invalid type", status=400, reason="validationFailure")
-        return
-    if value is not None and not isinstance(value, str | int | float | bool):
-        raise BadRequest("invalid type", status=400, reason="validationFailure")
+def _fits(path: str, query: Sequence[tuple[str, str]]) -> bool:
+    """Whether a GET of ``path`` with ``query`` stays within the request-line limit."""
+    line = request_line("GET", quote(path), urlencode(list(query)))
+    return len(line.encode("utf-8")) <= MAX_REQUEST_LINE
 
 
-def _normalise_email_data(items: list[Any]) -> list[Record]:
-    out = []
-    for item in items:
-        if not isinstance(item, dict) or not _EMAIL.match(str(item.get("emailAddress") or "")):
-            raise BadRequest(
-                "invalid email", status=400, reason="validationFailure", request="PUT /CBeteiligte"
-            )
-        address = str(item["emailAddress"])
-        out.append(
-            {
-                "emailAddress": address,
-                "lower": address.lower(),
-                "primary": bool(item.get("primary", False)),
-                "optOut": bool(item.get("optOut", False)),
-                "invalid": bool(item.get("invalid", False)),
-            }
-        )
-    _ensure_primary(out)
-    return out
-
-
-def _normalise_phone_data(items: list[Any]) -> list[Record]:
-    out = []
-    for item in items:
-        if not isinstance(item, dict) or not str(item.get("phoneNumber") or "").strip():
-            raise BadRequest("invalid phone", status=400, reason="validationFailure")
-        kind = item.get("type") or "Office"
-        if kind not in ("Office", "Mobile", "Home", "Fax", "Other"):
-            raise BadRequest("invalid phone type", status=400, reason="validationFailure")
-        out.append(
-            {
-                "phoneNumber": str(item["phoneNumber"]),
-                "type": kind,
-                "primary": bool(item.get("primary", False)),
-                "optOut": bool(item.get("optOut", False)),
-                "invalid": bool(item.get("invalid", False)),
-            }
-        )
-    _ensure_primary(out)
-    return out
-
-
-def _ensure_primary(items: list[Record]) -> None:
-    """Exactly one primary entry, as EspoCRM keeps it (the first one if none is marked)."""
-    if items and not any(i["primary"] for i in items):
-        items[0]["primary"] = True
-    seen = False
-    for item in items:
-        if item["primary"] and seen:
-            item["primary"] = False
-        seen = seen or item["primary"]
-
-
-def _primary(items: list[Record], key: str) -> str | None:
-    for item in items:
-        if item.get("primary"):
-            return str(item[key])
-    return None
-
-
-def matches_where(record: Mapping[str, Any], item: Mapping[str, Any]) -> bool:
-    """EspoCRM ``where`` semantics for the item types of SPEC §4 (raises BadRequest if unknown)."""
-    kind = item.get("type")
-    attr = item.get("attribute")
-    value = item.get("value")
-    if kind in ("or", "and"):
-        if not isinstance(value, list):
-            raise BadRequest("malformed where", status=400, reason="invalidWhere")
-        results = [matches_where(record, sub) for sub in value]
-        return any(results) if kind == "or" else all(results)
-    if not isinstance(attr, str):
-        raise BadRequest("malformed where", status=400, reason="invalidWhere")
-    actual = record.get(attr)
-    if kind == "equals":
-        return actual == value
-    if kind == "notEquals":
-        return actual != value
-    if kind in ("in", "notIn"):
-        values = value if isinstance(value, list) else [value]
-        return (actual in values) == (kind == "in")
-    if kind == "isNull":
-        return actual is None or actual == ""
-    if kind == "isNotNull":
-        return not (actual is None or actual == "")
-    if kind in ("before", "lessThan", "after", "greaterThan"):
-        if actual is None or actual == "" or value is None:
-            return False
-        # EspoCRM datetimes "YYYY-MM-DD HH:MM:SS" compare chronologically as text.
-        if kind in ("before", "lessThan"):
-            return bool(actual < value)
-        return bool(actual > value)
-    raise BadRequest("unknown where type", status=400, reason="invalidWhere")
+def _split_in_filters(
+    where: list[Mapping[str, Any]], fits: Callable[[list[Mapping[str, Any]]], bool]
+) -> list[list[Mapping[str, Any]]]:
+    """``where`` cut into where lists that each fit, by splitting the longest top-level ``in``
+    item's values (an ``in`` is an OR over its values, so the union is the same result)."""
+    if fits(where):
+        return [where]
+    candidates = [
+        i
+        for i, item in enumerate(where)
+        if item.get("type") == "in" and isinstance(item.get("value"), list | tuple)
+    ]
+    if not candidates:
+        return [where]  # nothing to cut: the server answers 414
+    index = max(candidates, key=lambda i: len(where[i]["value"]))
+    values = list(dict.fromkeys(where[index]["value"]))
+    if len(values) <= 1:
+        return [where]
+    half = len(values) // 2
+    parts: list[list[Mapping[str, Any]]] = []
+    for chunk in (values[:half], values[half:]):
+        replaced = [*where[:index], {**where[index], "value": chunk}, *where[index + 1 :]]
+        parts.extend(_split_in_filters(replaced, fits))
+    return parts
 
 
 class FakeEspoCrm(_FakeBase):
-    """In-memory EspoCRM ``CBeteiligte`` store implementing ``EspoCrmClient``."""
+    """In-memory EspoCRM ``CBeteiligte`` store implementing ``EspoCrmClient``: the sandbox's
+    :class:`EspoCrmServer` run in-process."""
 
     def __init__(
         self,
         records: Sequence[Mapping[str, Any]] = (),
         *,
         clock: Callable[[], datetime] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(clock)
-        self.records: dict[str, Record] = {}
-        self.notes: list[Record] = []
-        self._ids = itertools.count(1)
+        self.server: EspoCrmServer = EspoCrmServer(
+            api_key=SandboxCredentials().espocrm_api_key,
+            seed=seed,
+            listen=False,
+            clock=lambda: self.clock(),
+        )
         for record in records:
             self.load(record)
+
+    @property
+    def records(self) -> dict[str, Record]:
+        """The stored records by id (the server's live table)."""
+        return self.server.beteiligte
 
     # -- test helpers (not part of the protocol, not counted) ----------------------------------
 
     def load(self, record: Mapping[str, Any]) -> Record:
-        """Put a record into the store as it is, filling server-set fields if missing."""
-        rec: Record = dict.fromkeys(ESPOCRM_BOOKKEEPING_FIELDS)
-        rec.update(dict.fromkeys(ESPOCRM_BUSINESS_FIELDS))
-        rec["emailAddressData"] = []
-        rec["phoneNumberData"] = []
-        rec.update(copy.deepcopy(dict(record)))
-        rec.setdefault("id", self._new_id())
-        now = espo_datetime(self.clock())
-        rec["createdAt"] = rec.get("createdAt") or now
-        rec["modifiedAt"] = rec.get("modifiedAt") or now
-        rec["versionNumber"] = rec.get("versionNumber") or 1
-        rec["syncStatus"] = rec.get("syncStatus") or "pending_sync"
-        rec["emailAddressData"] = _normalise_email_data(rec["emailAddressData"] or [])
-        rec["phoneNumberData"] = _normalise_phone_data(rec["phoneNumberData"] or [])
-        rec["emailAddress"] = _primary(rec["emailAddressData"], "emailAddress")
-        rec["phoneNumber"] = _primary(rec["phoneNumberData"] or [], "phoneNumber")
-        self.records[rec["id"]] = rec
-        return copy.deepcopy(rec)
+        """Put a record into the store as given (validated like a scenario load), filling
+        server-set fields if missing; the formula runs as for any new record."""
+
+        data = _copy(dict(record))
+        return self._admin(lambda: self.server.load_record(data), "load CBeteiligte")
 
     def create_as_person(self, fields: Mapping[str, Any]) -> Record:
-        """Create a record the way a person in the UI would (starts ``pending_sync``)."""
-        if not isinstance(fields.get("name"), str) or not fields["name"].strip():
-            raise BadRequest("name required", status=400, reason="validationFailure")
-        rec = self.load({k: v for k, v in fields.items() if k != "syncStatus"})
-        return rec
+        """Create a record the way a person in the UI would (the formula starts it
+        ``pending_sync``)."""
+        data = {k: v for k, v in fields.items() if k != "syncStatus"}
+        return self._admin(lambda: self.server.admin_edit({"create": data}), "create CBeteiligte")
 
     def edit_as_person(self, entity_id: str, fields: Mapping[str, Any]) -> Record:
-        """Change a record as a person would (not counted): the dirty rule applies."""
-        return self._write(entity_id, fields, version_number=None)
+        """Change a record as a person would (not counted): the formula applies."""
+        edit = {"id": entity_id, "fields": _copy(dict(fields))}
+        return self._admin(lambda: self.server.admin_edit(edit), "edit CBeteiligte")
 
     def record(self, entity_id: str) -> Record:
-        """Current stored record (copy), without counting a call."""
-        return copy.deepcopy(self.records[entity_id])
+        """Current stored record (copy, with the arrays), without counting a call."""
+        return _copy(self.server.beteiligte[entity_id])
 
     def notes_for(self, entity_id: str) -> list[str]:
         """Texts of the stream notes posted on ``entity_id``."""
-        return [n["post"] for n in self.notes if n["parentId"] == entity_id]
+        return [n["post"] for n in self.server.notes.values() if n["parentId"] == entity_id]
 
     # -- EspoCrmClient -------------------------------------------------------------------------
 
@@ -327,40 +313,65 @@ class FakeEspoCrm(_FakeBase):
         order: str = "asc",
         limit: int | None = None,
     ) -> Iterator[Record]:
-        """Yield matching records; one counted call per page of 200."""
-        self._enter("iter_beteiligte")
-        found = [r for r in self.records.values() if all(matches_where(r, w) for w in where)]
+        """Yield matching list-shaped records page by page (one counted call per request)."""
+        after = self._enter("iter_beteiligte")
+        first = True
+        base: list[tuple[str, str]] = []
+        if select:
+            base.append(("select", ",".join(select)))
         if order_by:
-            if order_by not in _ESPOCRM_ORDERABLE:
-                raise BadRequest("unknown orderBy", status=400, reason="invalidOrderBy")
-            # EspoCRM sorts NULLs first ascending (MySQL behaviour).
-            found.sort(
-                key=lambda r: (r.get(order_by) is not None, r.get(order_by) or ""),
-                reverse=order == "desc",
-            )
-        if limit is not None:
-            found = found[:limit]
-        # One request per page of at most 200 records.
-        self.calls["iter_beteiligte"] += max(0, (len(found) + 199) // 200 - 1)
-        for rec in found:
-            out = copy.deepcopy(rec)
-            if select:
-                out = {k: v for k, v in out.items() if k in select or k == "id"}
-            yield out
+            base += [("orderBy", order_by), ("order", order)]
+        path = f"{ESPOCRM_API}/CBeteiligte"
+        fits = lambda items: _fits(  # noqa: E731
+            path, [*base, *encode_where(items), ("maxSize", "200"), ("offset", "999999")]
+        )
+        seen: set[str] = set()
+        yielded = 0
+        for part in _split_in_filters(list(where), fits):
+            offset = 0
+            while limit is None or yielded < limit:
+                size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - yielded)
+                query = [
+                    *base,
+                    *encode_where(part),
+                    ("maxSize", str(size)),
+                    ("offset", str(offset)),
+                ]
+                if not first:
+                    self.calls["iter_beteiligte"] += 1
+                first = False
+                page = self._call("GET", path, "/api/v1/CBeteiligte", query=query)
+                records = page["list"]
+                offset += len(records)
+                for record in records:
+                    if record["id"] in seen:
+                        continue
+                    seen.add(record["id"])
+                    yielded += 1
+                    yield record
+                    if limit is not None and yielded >= limit:
+                        break
+                if len(records) < size:
+                    break
+        if after:
+            raise after.exc
 
     def get_beteiligte(self, entity_id: str) -> Record:
-        """Return one record (copy)."""
+        """Return one whole record (with ``emailAddressData``/``phoneNumberData``)."""
         self._enter("get_beteiligte")
-        if entity_id not in self.records:
-            raise NotFound("not found", status=404, request="GET /api/v1/CBeteiligte/{id}")
-        return copy.deepcopy(self.records[entity_id])
+        path = f"{ESPOCRM_API}/CBeteiligte/{entity_id}"
+        return self._call("GET", path, "/api/v1/CBeteiligte/{id}")
 
     def update_beteiligte(
         self, entity_id: str, data: Mapping[str, Any], *, version_number: int | None = None
     ) -> Record:
-        """Partial update with optional optimistic concurrency check."""
+        """Partial update (PUT) with optional ``X-Version-Number``; returns the PUT answer."""
         after = self._enter("update_beteiligte")
-        result = self._write(entity_id, data, version_number=version_number)
+        headers = {} if version_number is None else {"X-Version-Number": str(version_number)}
+        path = f"{ESPOCRM_API}/CBeteiligte/{entity_id}"
+        result = self._call(
+            "PUT", path, "/api/v1/CBeteiligte/{id}", body=dict(data), headers=headers
+        )
         if after:
             raise after.exc
         return result
@@ -368,105 +379,19 @@ class FakeEspoCrm(_FakeBase):
     def post_note(self, entity_id: str, text: str) -> Record:
         """Post a stream note on the record."""
         after = self._enter("post_note")
-        if entity_id not in self.records:
-            raise NotFound("not found", status=404, request="POST /api/v1/Note")
-        note = {
-            "id": self._new_id(),
-            "type": "Post",
-            "parentType": "CBeteiligte",
-            "parentId": entity_id,
-            "post": text,
-            "createdAt": espo_datetime(self.clock()),
-        }
-        self.notes.append(note)
+        body = {"type": "Post", "parentType": "CBeteiligte", "parentId": entity_id, "post": text}
+        note = self._call("POST", f"{ESPOCRM_API}/Note", "/api/v1/Note", body=body)
         if after:
             raise after.exc
-        return copy.deepcopy(note)
-
-    # -- internals -----------------------------------------------------------------------------
-
-    def _new_id(self) -> str:
-        return f"{next(self._ids):017x}"
-
-    def _write(
-        self, entity_id: str, data: Mapping[str, Any], *, version_number: int | None
-    ) -> Record:
-        if entity_id not in self.records:
-            raise NotFound("not found", status=404, request="PUT /api/v1/CBeteiligte/{id}")
-        rec = self.records[entity_id]
-        if version_number is not None and version_number != rec["versionNumber"]:
-            raise Conflict(
-                "version mismatch", status=409, reason="modified", request="PUT /CBeteiligte/{id}"
-            )
-        new = self._normalised(data)
-        changed_business = any(
-            k in ESPOCRM_BUSINESS_FIELDS and rec.get(k) != v for k, v in new.items()
-        )
-        rec.update(new)
-        if "emailAddressData" in new:
-            rec["emailAddress"] = _primary(new["emailAddressData"], "emailAddress")
-        if "phoneNumberData" in new:
-            rec["phoneNumber"] = _primary(new["phoneNumberData"], "phoneNumber")
-        if changed_business and "syncStatus" not in data:
-            rec["syncStatus"] = "dirty"
-        # Like the sandbox: every write bumps versionNumber and modifiedAt.
-        rec["versionNumber"] += 1
-        rec["modifiedAt"] = espo_datetime(self.clock())
-        return copy.deepcopy(rec)
-
-    @staticmethod
-    def _normalised(data: Mapping[str, Any]) -> Record:
-        out: Record = {}
-        for key, value in data.items():
-            if key in ("id", "createdAt", "modifiedAt", "versionNumber"):
-                continue  # server-set, ignored like EspoCRM does
-            _espo_value_check(key, value)
-            if key == "emailAddressData":
-                out[key] = _normalise_email_data(value or [])
-            elif key == "phoneNumberData":
-                out[key] = _normalise_phone_data(value or [])
-            else:
-                out[key] = copy.deepcopy(value)
-        return out
+        return note
 
 
 # --- Advoware ---------------------------------------------------------------------------------
 
 
-def _check_party(data: Mapping[str, Any], *, creating: bool) -> None:
-    for key, limit in ADVOWARE_LIMITS.items():
-        value = data.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > limit):
-            raise BadRequest(f"invalid {key}", status=400, request="PUT /Beteiligte/{betNr}")
-    if creating and not (isinstance(data.get("name"), str) and data["name"].strip()):
-        raise BadRequest("name required", status=400, request="POST /Beteiligte")
-    birth = data.get("geburtsdatum")
-    if birth is not None:
-        try:
-            datetime.strptime(str(birth), "%Y-%m-%dT%H:%M:%S")
-        except ValueError:
-            raise BadRequest("invalid geburtsdatum", status=400) from None
-
-
-def _check_kommunikation(data: Mapping[str, Any], *, creating: bool) -> None:
-    for key, limit in KOMMUNIKATION_LIMITS.items():
-        value = data.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > limit):
-            raise BadRequest(f"invalid {key}", status=400, request="Kommunikationen")
-    if creating:
-        kommkz = data.get("kommKz")
-        if not isinstance(kommkz, int) or isinstance(kommkz, bool) or not 1 <= kommkz <= 12:
-            raise BadRequest("invalid kommKz", status=400, request="POST Kommunikationen")
-    if "online" in data and not isinstance(data["online"], bool):
-        raise BadRequest("invalid online", status=400, request="Kommunikationen")
-
-
-def _row_id() -> str:
-    return uuid.uuid4().hex[:16].upper()
-
-
 class FakeAdvoware(_FakeBase):
-    """In-memory Advoware ``Beteiligte`` store implementing ``AdvowareClient``."""
+    """In-memory Advoware ``Beteiligte`` store implementing ``AdvowareClient``: the sandbox's
+    :class:`AdvowareServer` run in-process."""
 
     def __init__(
         self,
@@ -475,172 +400,165 @@ class FakeAdvoware(_FakeBase):
         clock: Callable[[], datetime] | None = None,
         kommkz_zero_defect: bool = True,
         read_only_fields: Sequence[str] = (),
+        search: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(clock)
-        self.parties: dict[int, Record] = {}
-        self.kommkz_zero_defect = kommkz_zero_defect
+        self.server: AdvowareServer = AdvowareServer(
+            credentials=SandboxCredentials(),
+            seed=seed,
+            listen=False,
+            clock=lambda: self.clock(),
+        )
+        self.server.kommkz_zero_defect = kommkz_zero_defect
+        self.server.set_search(search)
         #: Fields the API silently ignores on PUT (seed #13: "Advoware-Feld read-only machen").
         self.read_only_fields = set(read_only_fields)
-        self._betnrs = itertools.count(100000)
-        self._komm_ids = itertools.count(149000)
         for party in parties:
             self.load(party)
+
+    @property
+    def kommkz_zero_defect(self) -> bool:
+        """Whether GET reports every ``kommKz`` as 0 (the real API's defect)."""
+        return self.server.kommkz_zero_defect
+
+    @kommkz_zero_defect.setter
+    def kommkz_zero_defect(self, value: bool) -> None:
+        self.server.kommkz_zero_defect = value
+
+    @property
+    def search(self) -> bool:
+        """Whether the optional ``GET /Beteiligte?name=`` search exists."""
+        return self.server.search
+
+    @search.setter
+    def search(self, value: bool) -> None:
+        self.server.set_search(value)
+
+    @property
+    def parties(self) -> dict[int, Record]:
+        """The stored parties by ``betNr`` (the server's live table, true ``kommKz``)."""
+        return self.server.parties
 
     # -- test helpers --------------------------------------------------------------------------
 
     def load(self, party: Mapping[str, Any]) -> Record:
-        """Store a party as given, filling server-set fields (ids, rowIds, geaendertAm)."""
-        rec: Record = dict.fromkeys(ADVOWARE_PARTY_FIELDS)
-        rec.update(copy.deepcopy({k: v for k, v in party.items() if k != "kommunikation"}))
-        rec["betNr"] = rec.get("betNr") or self._next_betnr()
-        rec["rowId"] = rec.get("rowId") or _row_id()
-        rec["geaendertAm"] = rec.get("geaendertAm") or advoware_datetime(self.clock())
-        rec["kommunikation"] = [
-            self._komm_record(rec["betNr"], k) for k in party.get("kommunikation", [])
-        ]
-        self.parties[rec["betNr"]] = rec
-        return copy.deepcopy(rec)
+        """Store a party as given (validated like a scenario load), filling server-set fields
+        (ids, rowIds, geaendertAm)."""
+        data = _copy(dict(party))
+        return self._admin(lambda: self.server.load_party(data), "load party")
 
     def edit_as_person(self, betnr: int, fields: Mapping[str, Any]) -> Record:
         """Change a party's own fields as a person would (new rowId, geaendertAm)."""
-        self._update_party(betnr, fields, honour_read_only=False)
-        return copy.deepcopy(self.parties[betnr])
+        edit = {"betNr": betnr, "fields": _copy(dict(fields))}
+        return self._admin(lambda: self.server.admin_edit(edit), "edit party")
 
     def edit_kommunikation_as_person(
         self, betnr: int, komm_id: int | None, fields: Mapping[str, Any]
     ) -> Record:
-        """Change (``komm_id``) or add (``None``) a Kommunikation as a person would."""
+        """Change (``komm_id``) or add (``None``) a Kommunikation as a person would (a person
+        may change ``kommKz``)."""
+        komm = _copy(dict(fields))
         if komm_id is None:
-            return self._create_komm(betnr, fields)
-        return self._update_komm(betnr, komm_id, fields)
+            komm.pop("id", None)
+        else:
+            komm["id"] = komm_id
+        edit = {"betNr": betnr, "kommunikation": komm}
+        return self._admin(lambda: self.server.admin_edit(edit), "edit Kommunikation")
 
     def party(self, betnr: int) -> Record:
         """Stored party (copy, true kommKz), without counting a call."""
-        return copy.deepcopy(self.parties[betnr])
+        return _copy(self.server.parties[betnr])
 
     def delete_as_person(self, betnr: int) -> None:
         """Remove a party (as deleted in the Advoware UI)."""
-        del self.parties[betnr]
+        self._admin(lambda: self.server.admin_edit({"betNr": betnr, "delete": True}), "delete")
 
     # -- AdvowareClient ------------------------------------------------------------------------
 
     def get_beteiligte(self, betnr: int) -> Record:
         """One party with its ``kommunikation`` (kommKz 0 while the defect is on)."""
         self._enter("get_beteiligte")
-        return self._visible(self._party(betnr))
+        path = f"{ADVONET}/Beteiligte/{betnr}"
+        return self._call("GET", path, "/api/v1/advonet/Beteiligte/{betNr}")
 
-    def find_beteiligte(self, name: str) -> list[Record]:
-        """Parties whose name equals ``name`` exactly."""
+    def find_beteiligte(self, name: str) -> list[Record] | None:
+        """Parties whose name equals ``name``; ``None`` when the API offers no search (the
+        server answers 404/405): the capability is absent."""
         self._enter("find_beteiligte")
-        return [self._visible(p) for p in self.parties.values() if p.get("name") == name]
+        try:
+            found = self._call(
+                "GET",
+                f"{ADVONET}/Beteiligte",
+                "/api/v1/advonet/Beteiligte",
+                query=[("name", name)],
+            )
+        except BadRequest as error:
+            if error.status == 405:
+                return None
+            raise
+        except NotFound:
+            return None
+        return found
 
     def create_beteiligte(self, data: Mapping[str, Any]) -> Record:
-        """Create a party; the answer carries the new ``betNr``."""
+        """Create a party; the answer is only ``{"betNr": n}``."""
         after = self._enter("create_beteiligte")
-        _check_party(data, creating=True)
-        rec = self.load({k: v for k, v in data.items() if k in ADVOWARE_PARTY_FIELDS})
+        answer = self._call(
+            "POST", f"{ADVONET}/Beteiligte", "/api/v1/advonet/Beteiligte", body=dict(data)
+        )
         if after:
             raise after.exc
-        return self._visible(rec)
+        return answer
 
     def update_beteiligte(self, betnr: int, data: Mapping[str, Any]) -> Record:
-        """Update the party's own fields (partial)."""
+        """Update the party's own fields (partial); the answer is only ``{"betNr": n}``."""
         after = self._enter("update_beteiligte")
-        self._update_party(betnr, data, honour_read_only=True)
+        body = {k: v for k, v in data.items() if k not in self.read_only_fields}
+        answer = self._call(
+            "PUT",
+            f"{ADVONET}/Beteiligte/{betnr}",
+            "/api/v1/advonet/Beteiligte/{betNr}",
+            body=body,
+        )
         if after:
             raise after.exc
-        return self._visible(self.parties[betnr])
+        return answer
 
     def create_kommunikation(self, betnr: int, data: Mapping[str, Any]) -> Record:
-        """Create a Kommunikation; the party's rowId does not change."""
+        """Create a Kommunikation (the party's rowId does not change); answer ``{"betNr": n}``."""
         after = self._enter("create_kommunikation")
-        rec = self._create_komm(betnr, data)
+        answer = self._call(
+            "POST",
+            f"{ADVONET}/Beteiligte/{betnr}/Kommunikationen",
+            "/api/v1/advonet/Beteiligte/{betNr}/Kommunikationen",
+            body=dict(data),
+        )
         if after:
             raise after.exc
-        return self._visible_komm(rec)
+        return answer
 
     def update_kommunikation(self, betnr: int, komm_id: int, data: Mapping[str, Any]) -> Record:
-        """Change tlf/bemerkung/online; kommKz is ignored (read-only)."""
+        """Change tlf/bemerkung/online (kommKz is ignored, read-only); answer ``{"betNr": n}``."""
         after = self._enter("update_kommunikation")
-        rec = self._update_komm(betnr, komm_id, data)
+        answer = self._call(
+            "PUT",
+            f"{ADVONET}/Beteiligte/{betnr}/Kommunikationen/{komm_id}",
+            "/api/v1/advonet/Beteiligte/{betNr}/Kommunikationen/{kommId}",
+            body=dict(data),
+        )
         if after:
             raise after.exc
-        return self._visible_komm(rec)
+        return answer
 
     def delete_kommunikation(self, betnr: int, komm_id: int) -> None:
         """Always forbidden, like the real API."""
         self._enter("delete_kommunikation")
-        raise Forbidden("forbidden", status=403, request="DELETE Kommunikationen/{kommId}")
-
-    # -- internals -----------------------------------------------------------------------------
-
-    def _next_betnr(self) -> int:
-        betnr = next(self._betnrs)
-        while betnr in self.parties:
-            betnr = next(self._betnrs)
-        return betnr
-
-    def _party(self, betnr: int) -> Record:
-        if betnr not in self.parties:
-            raise NotFound(
-                "not found", status=404, request="GET /api/v1/advonet/Beteiligte/{betNr}"
-            )
-        return self.parties[betnr]
-
-    def _visible(self, party: Record) -> Record:
-        out = copy.deepcopy(party)
-        out["kommunikation"] = [self._visible_komm(k) for k in party["kommunikation"]]
-        return out
-
-    def _visible_komm(self, komm: Record) -> Record:
-        out = copy.deepcopy(komm)
-        if self.kommkz_zero_defect:
-            out["kommKz"] = 0
-        return out
-
-    def _update_party(self, betnr: int, data: Mapping[str, Any], *, honour_read_only: bool) -> None:
-        party = self._party(betnr)
-        _check_party(data, creating=False)
-        new = {
-            k: v
-            for k, v in data.items()
-            if k in ADVOWARE_PARTY_FIELDS and not (honour_read_only and k in self.read_only_fields)
-        }
-        # Like the sandbox (an SQL rowversion): every PUT gives a new rowId, even if identical.
-        party.update(copy.deepcopy(new))
-        party["rowId"] = _row_id()
-        party["geaendertAm"] = advoware_datetime(self.clock())
-
-    def _komm_record(self, betnr: int, data: Mapping[str, Any]) -> Record:
-        komm_id = data.get("id") or next(self._komm_ids)
-        return {
-            "id": komm_id,
-            "betNr": betnr,
-            "rowId": data.get("rowId") or _row_id(),
-            "kommKz": data.get("kommKz", 1),
-            "kommArt": data.get("kommArt", 0),
-            "tlf": data.get("tlf", ""),
-            "bemerkung": data.get("bemerkung", ""),
-            "online": bool(data.get("online", False)),
-        }
-
-    def _create_komm(self, betnr: int, data: Mapping[str, Any]) -> Record:
-        party = self._party(betnr)
-        _check_kommunikation(data, creating=True)
-        rec = self._komm_record(betnr, {k: v for k, v in data.items() if k not in ("id", "rowId")})
-        party["kommunikation"].append(rec)
-        return rec
-
-    def _update_komm(self, betnr: int, komm_id: int, data: Mapping[str, Any]) -> Record:
-        party = self._party(betnr)
-        _check_kommunikation(data, creating=False)
-        for komm in party["kommunikation"]:
-            if komm["id"] == komm_id:
-                new = {k: v for k, v in data.items() if k in ("tlf", "bemerkung", "online")}
-                komm.update(new)
-                komm["rowId"] = _row_id()  # every change, like the sandbox
-                return komm
-        raise NotFound("not found", status=404, request="PUT Kommunikationen/{kommId}")
+        self._call(
+            "DELETE",
+            f"{ADVONET}/Beteiligte/{betnr}/Kommunikationen/{komm_id}",
+            "/api/v1/advonet/Beteiligte/{betNr}/Kommunikationen/{kommId}",
+        )
 
 
 @dataclass
