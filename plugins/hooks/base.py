@@ -374,7 +374,9 @@ class JsonApiHook(BaseHook):
         """
         request = f"{method} {template}"
         url = (base_url or self.base_url) + format_path(template, ids)
-        if request_line_length(method, url, params) > REQUEST_LINE_BUDGET:
+        if (params or len(url) > REQUEST_LINE_BUDGET // 2) and request_line_length(
+            method, url, params
+        ) > REQUEST_LINE_BUDGET:
             # A front server would answer 414; callers that can split (EspoCRM ``in`` lists)
             # cut their requests to fit before they get here.
             raise BadRequest(

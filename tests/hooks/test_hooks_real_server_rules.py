@@ -101,6 +101,18 @@ def test_any_request_over_the_line_budget_is_refused_before_sending() -> None:
     assert script.seen == []
 
 
+def test_long_path_without_query_is_refused_before_sending_too() -> None:
+    with scripted_server() as (url, script), pytest.raises(BadRequest):
+        espo_hook(url).get_beteiligte("x" * 9000)
+    assert script.seen == []
+
+
+def test_request_line_length_counts_the_encoded_absolute_url() -> None:
+    params = [("where[0][value][]", "a b"), ("name", "Mäier")]
+    line = "GET http://h:1/p?where%5B0%5D%5Bvalue%5D%5B%5D=a+b&name=M%C3%A4ier HTTP/1.1"
+    assert request_line_length("GET", "http://h:1/p", params) == len(line)
+
+
 def test_split_where_to_fit_cuts_the_longest_in_list_and_keeps_the_rest() -> None:
     where = [
         {"type": "in", "attribute": "syncStatus", "value": ["dirty", "failed"]},
