@@ -8,7 +8,6 @@ decision is the engine's (``include.beteiligte_sync``); this module only connect
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +30,6 @@ from include.beteiligte_sync.fanout import (
 from include.beteiligte_sync.monitoring import sync_settings_from_env
 from include.beteiligte_sync.report import build_report, merge_results
 from include.beteiligte_sync.settings import SyncSettings
-from include.beteiligte_sync.status import Outcome
 from include.beteiligte_sync.sync import EntityResult
 
 log = logging.getLogger(__name__)
@@ -50,9 +48,6 @@ DEFAULT_ARGS = {
     # A task that failed for good (after its retries) alerts: log, metric, optional webhook.
     "on_failure_callback": on_failure,
 }
-
-#: Where-item size for fetching a unit's records in one list call (EspoCRM maxSize limit).
-_PAGE = 200
 
 
 def utc_now() -> datetime:
@@ -109,58 +104,24 @@ def fetch_modified_between(
     return split_into_units(ids, max_units, batches=API_CONCURRENCY)
 
 
-def _records(espocrm: EspoCrmHook, entity_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(entity_ids), _PAGE):
-        chunk = list(entity_ids[start : start + _PAGE])
-        where = [{"type": "in", "attribute": "id", "value": chunk}]
-        for record in espocrm.iter_beteiligte(where):
-            found[record["id"]] = record
-    return found
-
-
 def sync_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Sync every entity of one work unit; an entity's failure is recorded on the entity.
-
-    Written entities wait, locked, for the unit's ``validate`` task. A unit that runs long (a
-    third of the lock TTL) validates what it wrote so far at once, and every later entity right
-    after its write, so no lock it holds runs past its TTL unnoticed.
-    """
+    """Sync every entity of one work unit (the engine's unit runner); an entity's failure is
+    recorded on the entity. Written entities wait, locked, for the unit's ``validate`` task."""
     espocrm, advoware = EspoCrmHook(), AdvowareHook()
-    records = _records(espocrm, unit["entity_ids"])
-    direction = params.get("direction", "both")
-    started = time.monotonic()
-    results: list[EntityResult] = []
-    for entity_id in unit["entity_ids"]:
-        record = records.get(entity_id)
-        if record is None:
-            log.warning("Entity %s not found in EspoCRM", entity_id)
-            results.append(
-                EntityResult(entity_id, None, Outcome.FAILED.value, error="not found in EspoCRM")
-            )
-            continue
-        inline = time.monotonic() - started > SETTINGS.lock_ttl.total_seconds() / 3
-        if inline:
-            results = [
-                engine.validate_written(
-                    r, espocrm, advoware, clock=utc_now, settings=SETTINGS, direction=direction
-                )
-                for r in results
-            ]
-        result = engine.sync_entity(
-            record,
-            espocrm,
-            advoware,
-            direction=direction,
-            force=bool(params.get("force")),
-            dry_run=bool(params.get("dry_run")),
-            clock=utc_now,
-            settings=SETTINGS,
-            validate_inline=inline,
-        )
-        if params.get("dry_run"):
-            log.info("Dry run plan for %s:\n%s", entity_id, result.plan_text)
-        results.append(result)
+    results = engine.sync_unit(
+        unit["entity_ids"],
+        espocrm,
+        advoware,
+        clock=utc_now,
+        settings=SETTINGS,
+        direction=params.get("direction", "both"),
+        force=bool(params.get("force")),
+        dry_run=bool(params.get("dry_run")),
+        log=log,
+    )
+    if params.get("dry_run"):
+        for result in results:
+            log.info("Dry run plan for %s:\n%s", result.entity_id, result.plan_text)
     log.info("Unit %s: %d entities synced", unit["label"], len(results))
     return {
         "label": unit["label"],

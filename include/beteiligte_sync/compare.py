@@ -63,9 +63,9 @@ class Comparison:
 
 
 def has_baseline(record: Mapping[str, Any]) -> bool:
-    """True if the record carries both baselines of a past success."""
-    row_id = record.get("advowareRowId")
-    return bool(record.get("syncedHash")) and bool(row_id) and not _is_pending(row_id)
+    """True if the record carries the baseline of a past success or of a create of ours (the
+    ``syncedHash``; ``advowareRowId`` may be missing when the party could not be read back)."""
+    return bool(record.get("syncedHash")) and not _is_pending(record.get("advowareRowId"))
 
 
 def _is_pending(row_id: object) -> bool:
@@ -103,9 +103,11 @@ def compare(
     if not has_baseline(espocrm_record):
         return Comparison(by_time, True, False, False, differing, "timestamps")
     espo_changed = business_hash(espocrm_canon) != espocrm_record.get("syncedHash")
-    advo_changed = baseline_row_id(advoware_record.get("rowId")) != espocrm_record.get(
-        "advowareRowId"
-    )
+    row_baseline = espocrm_record.get("advowareRowId")
+    if row_baseline:
+        advo_changed = baseline_row_id(advoware_record.get("rowId")) != row_baseline
+    else:  # no rowId recorded: Advoware changed if it no longer holds what was synced
+        advo_changed = business_hash(advoware_canon) != espocrm_record.get("syncedHash")
     if espo_changed and advo_changed:
         # Both changed to the same data (typically our own write whose validation was lost,
         # healed after the stale lock): nothing to resolve, nothing overwritten.

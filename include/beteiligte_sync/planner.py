@@ -15,6 +15,7 @@ from include.beteiligte_sync import kommunikation as komm
 from include.beteiligte_sync import mapping, status
 from include.beteiligte_sync.compare import (
     CREATE_PENDING_PREFIX,
+    ROW_ID_MAX_LENGTH,
     Comparison,
     baseline_row_id,
     compare,
@@ -97,7 +98,7 @@ def plan_create(record: Mapping[str, Any], *, direction: str, now: datetime) -> 
         direction,
         ops=ops,
         initial=True,
-        create_pending=create_pending_marker(now),
+        create_pending=create_pending_marker(now, canon.get("name") or ""),
         kommunikation_changes=k.changes,
         warnings=list(k.warnings),
     )
@@ -351,10 +352,22 @@ def choose_adoption(
     return matches[0] if matches else None
 
 
-def create_pending_marker(now: datetime) -> str:
-    """``create-pending:<UTC time>``: a create in Advoware started then and is not confirmed.
-    Short enough for ``advowareRowId`` (100 characters in the shipped entity definition)."""
-    return f"{CREATE_PENDING_PREFIX}{format_iso_utc(now)}"
+def create_pending_marker(now: datetime, name: str = "") -> str:
+    """``create-pending:<UTC time>|<name sent>``: a create in Advoware started then and is not
+    confirmed. The name lets a later run find the party after a person renamed the entity; it is
+    left out where the marker would not fit ``advowareRowId`` (100 characters in the shipped
+    entity definition)."""
+    marker = f"{CREATE_PENDING_PREFIX}{format_iso_utc(now)}"
+    with_name = f"{marker}|{name}"
+    return with_name if name and len(with_name) <= ROW_ID_MAX_LENGTH else marker
+
+
+def pending_name(record: Mapping[str, Any]) -> str | None:
+    """The name an interrupted create sent (from the create-pending marker), if recorded."""
+    marker = str(record.get("advowareRowId") or "")
+    if not marker.startswith(CREATE_PENDING_PREFIX) or "|" not in marker:
+        return None
+    return marker.split("|", 1)[1] or None
 
 
 def interrupted_create_message(record: Mapping[str, Any]) -> str:
@@ -364,8 +377,9 @@ def interrupted_create_message(record: Mapping[str, Any]) -> str:
     started = marker.removeprefix(CREATE_PENDING_PREFIX).split("|", 1)[0] or "unknown time"
     return (
         f"Create in Advoware interrupted (started {started}): it may or may not have created "
-        "the party, and Advoware offers no search to check. Look in Advoware for a party named "
-        "like this one created since then. If it exists, link it: "
+        "the party, and the sync cannot check that by itself (Advoware offers no party search, "
+        "or the entity was renamed since). Look in Advoware for a party named like this one "
+        "created since then. If it exists, link it: "
         f"beteiligte link {record.get('id')} --betnr <betNr>. "
         f"If not, allow a new create: beteiligte link {record.get('id')} --create"
     )

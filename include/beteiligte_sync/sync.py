@@ -10,6 +10,7 @@ reads and final write). The lock is released on every path; nothing half-written
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -33,11 +34,13 @@ __all__ = [
     "Planning",
     "candidate_filters",
     "plan_entity",
+    "records_by_id",
     "reset_due_permanently_failed",
     "select_candidates",
     "skip_reason",
     "sync_all",
     "sync_entity",
+    "sync_unit",
     "validate_entity",
     "validate_written",
 ]
@@ -318,15 +321,21 @@ def _checked_party(party: object) -> Record:
 
 
 def _adoption_candidates(record: Record, advoware: AdvowareClient) -> list[Record] | None:
-    """Parties named like the entity, or None where Advoware offers no search (no search
-    endpoint is confirmed for the real API: it is an optional capability)."""
-    name = mapping.from_espocrm(record).get("name") or ""
-    if not name:
-        return []
-    found = advoware.find_beteiligte(name)
-    if found is None:
+    """Parties named like the entity now or like the interrupted create sent it; None where
+    that cannot be searched: Advoware offers no search (none is confirmed for the real API), or
+    the name sent is unknown (too long for the marker) and the entity changed since."""
+    canon = mapping.from_espocrm(record)
+    sent = planner.pending_name(record)
+    if sent is None and mapping.business_hash(canon) != record.get("syncedHash"):
         return None
-    return list({party.get("betNr"): party for party in found}.values())
+    found: dict[Any, Record] = {}
+    for name in dict.fromkeys(n for n in (canon.get("name"), sent) if n):
+        parties = advoware.find_beteiligte(name)
+        if parties is None:
+            return None
+        for party in parties:
+            found.setdefault(party.get("betNr"), party)
+    return list(found.values())
 
 
 def _log_plan(plan: Plan, planned: planner.Planned, log: logging.Logger) -> None:
@@ -955,4 +964,89 @@ def sync_all(
                 log=log,
             )
         )
+    return results
+
+
+#: Ids per list call when a unit fetches its records (EspoCRM's maxSize limit; the hook cuts
+#: the ``in`` filter further where the request line would be too long).
+UNIT_PAGE = 200
+
+
+def records_by_id(espocrm: EspoCrmClient, entity_ids: Sequence[str]) -> dict[str, Record]:
+    """The list records of ``entity_ids``, one list call per :data:`UNIT_PAGE` ids."""
+    found: dict[str, Record] = {}
+    for start in range(0, len(entity_ids), UNIT_PAGE):
+        where: list[WhereItem] = [
+            {"type": "in", "attribute": "id", "value": list(entity_ids[start : start + UNIT_PAGE])}
+        ]
+        found.update((str(r["id"]), r) for r in espocrm.iter_beteiligte(where))
+    return found
+
+
+def sync_unit(
+    entity_ids: Sequence[str],
+    espocrm: EspoCrmClient,
+    advoware: AdvowareClient,
+    *,
+    clock: Clock,
+    settings: SyncSettings | None = None,
+    direction: str = "both",
+    force: bool = False,
+    dry_run: bool = False,
+    validate_inline: bool = False,
+    log: logging.Logger = LOG,
+) -> list[EntityResult]:
+    """One work unit, the way every run works: fetch the records page by page, sync each.
+
+    The DAG's mapped ``sync`` task, the CLI and the benchmark all run this. Written entities
+    wait, locked, for their validation (``validate_inline`` does it right after each write).
+    A unit that runs long (a third of the lock TTL) validates what it wrote so far at once and
+    every later entity right after its write, so no lock it holds runs past its TTL unnoticed.
+    """
+    planner.check_direction(direction)
+    settings = settings or SyncSettings()
+    started = time.monotonic()
+    results: list[EntityResult] = []
+    for start in range(0, len(entity_ids), UNIT_PAGE):
+        page = list(entity_ids[start : start + UNIT_PAGE])
+        records = records_by_id(espocrm, page)
+        for entity_id in page:
+            record = records.pop(entity_id, None)
+            if record is None:
+                log.warning("entity %s: not found in EspoCRM", entity_id)
+                results.append(
+                    EntityResult(
+                        entity_id, None, Outcome.FAILED.value, error="not found in EspoCRM"
+                    )
+                )
+                continue
+            late = time.monotonic() - started > settings.lock_ttl.total_seconds() / 3
+            if late and not validate_inline:
+                validate_inline = True
+                results = [
+                    validate_written(
+                        r,
+                        espocrm,
+                        advoware,
+                        clock=clock,
+                        settings=settings,
+                        direction=direction,
+                        log=log,
+                    )
+                    for r in results
+                ]
+            results.append(
+                sync_entity(
+                    record,
+                    espocrm,
+                    advoware,
+                    direction=direction,
+                    force=force,
+                    dry_run=dry_run,
+                    clock=clock,
+                    settings=settings,
+                    validate_inline=validate_inline,
+                    log=log,
+                )
+            )
     return results

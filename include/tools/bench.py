@@ -63,8 +63,6 @@ GROUPS = ("unchanged", "stammdaten", "kommunikation")
 TOKEN_CALL = "POST /api/v1/Token"
 #: The list call: candidate selection and a unit's record fetch (up to 200 records per call).
 LIST_CALL = "GET /api/v1/CBeteiligte"
-#: Records per list call when a unit fetches its records (EspoCRM maxSize limit).
-PAGE = 200
 #: Size of the generated scenario that is synced once and copied into every world.
 TEMPLATE_SIZE = 120
 CALIBRATION_SAMPLE = 60
@@ -110,23 +108,16 @@ def select_ids(
 def sync_unit_inline(
     unit: WorkUnit, espocrm: EspoCrmClient, advoware: AdvowareClient, settings: SyncSettings
 ) -> Counter[str]:
-    """Sync and validate the entities of one unit one after another, records fetched per page."""
-    outcomes: Counter[str] = Counter()
-    ids = unit["entity_ids"]
-    for start in range(0, len(ids), PAGE):
-        page = ids[start : start + PAGE]
-        where: list[Any] = [{"type": "in", "attribute": "id", "value": page}]
-        records = {str(r["id"]): r for r in espocrm.iter_beteiligte(where)}
-        for entity_id in page:
-            record = records.pop(entity_id, None)
-            if record is None:
-                outcomes["not_found"] += 1
-                continue
-            result = engine.sync_entity(
-                record, espocrm, advoware, clock=utc_now, settings=settings, validate_inline=True
-            )
-            outcomes[result.outcome] += 1
-    return outcomes
+    """The engine's unit runner (the path of the DAG's ``sync`` task), validating inline."""
+    results = engine.sync_unit(
+        unit["entity_ids"],
+        espocrm,
+        advoware,
+        clock=utc_now,
+        settings=settings,
+        validate_inline=True,
+    )
+    return Counter(result.outcome for result in results)
 
 
 def direct_loop(

@@ -41,6 +41,7 @@ def test_entity_without_betnr_is_created_in_advoware_and_betnr_stored(pair: Fake
 
 
 def test_lost_create_response_does_not_create_a_second_party(pair: FakePair) -> None:
+    pair.advoware.search = True  # adoption needs the (optional) party search
     rec = pair.espocrm.create_as_person({"name": "Muster GmbH", "rechtsform": "GmbH"})
     pair.advoware.fail_on(
         "create_beteiligte", ServerError("reset", request="POST /Beteiligte"), after_perform=True
@@ -57,6 +58,7 @@ def test_lost_create_response_does_not_create_a_second_party(pair: FakePair) -> 
 
 
 def test_failed_betnr_write_after_create_is_healed_by_adoption(pair: FakePair) -> None:
+    pair.advoware.search = True  # adoption needs the (optional) party search
     rec = pair.espocrm.create_as_person({"name": "Muster", "vorname": "Erika"})
     # lock write passes, the betnr write right after the POST fails
     pair.espocrm.fail_on("update_beteiligte", ServerError("down"), skip=1)
@@ -67,6 +69,7 @@ def test_failed_betnr_write_after_create_is_healed_by_adoption(pair: FakePair) -
 
 
 def test_ambiguous_adoption_fails_with_a_clear_message(pair: FakePair) -> None:
+    pair.advoware.search = True  # adoption needs the (optional) party search
     rec = pair.espocrm.create_as_person({"name": "Muster GmbH", "rechtsform": "GmbH"})
     pair.advoware.fail_on("create_beteiligte", ServerError("reset"), after_perform=True)
     run(pair, rec["id"])
