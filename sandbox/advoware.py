@@ -73,7 +73,7 @@ class AdvowareServer(ApiServer):
         token_lifetime: float = limits.ADVOWARE_DEFAULT_TOKEN_LIFETIME_SECONDS,
         seed: int = 0,
         listen: bool = True,
-        clock: Callable[[], datetime] = system_clock,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(host, port, seed=seed, listen=listen)
         self.credentials = credentials
@@ -214,8 +214,9 @@ class AdvowareServer(ApiServer):
         self._next_komm_id = max([FIRST_KOMM_ID - 1, *komm_ids]) + 1
 
     def now(self) -> str:
-        """The server's current local time as Advoware writes ``geaendertAm``."""
-        return now_berlin(self.clock)
+        """The server's current local time as Advoware writes ``geaendertAm`` (the injected
+        clock, else :func:`now_berlin`, looked up at call time so tests may patch it)."""
+        return now_berlin() if self.clock is None else now_berlin(self.clock)
 
     def set_search(self, enabled: bool) -> None:
         """Offer (or withdraw) the optional ``GET /Beteiligte?name=`` search route."""

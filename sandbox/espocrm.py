@@ -163,7 +163,7 @@ class EspoCrmServer(ApiServer):
         api_key: str,
         seed: int = 0,
         listen: bool = True,
-        clock: Callable[[], datetime] = system_clock,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(host, port, seed=seed, listen=listen)
         self.api_key = api_key
@@ -212,8 +212,9 @@ class EspoCrmServer(ApiServer):
         return settings
 
     def now(self) -> str:
-        """The server's current time as EspoCRM writes it."""
-        return now_utc(self.clock)
+        """The server's current time as EspoCRM writes it (the injected clock, else
+        :func:`now_utc`, looked up at call time so tests may patch it)."""
+        return now_utc() if self.clock is None else now_utc(self.clock)
 
     def reset_state(self) -> None:
         """Forget all records and notes."""
