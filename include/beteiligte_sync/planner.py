@@ -125,7 +125,10 @@ def plan_unchanged(
         return None
     if baseline_row_id(advo.get("rowId")) != record.get("advowareRowId"):
         return None
-    if komm.kommunikation_hash(advo.get("kommunikation") or []) != record.get("kommunikationHash"):
+    kommunikation = advo.get("kommunikation") or []
+    if not isinstance(kommunikation, list) or not all(_well_formed(k) for k in kommunikation):
+        return None  # the full plan names the problem
+    if komm.kommunikation_hash(kommunikation) != record.get("kommunikationHash"):
         return None
     cmp = Comparison(Outcome.NO_CHANGE, False, False, False, (), "baseline")
     plan = Plan(str(record["id"]), int(advo["betNr"]), Outcome.NO_CHANGE.value, direction)
@@ -133,6 +136,10 @@ def plan_unchanged(
     if differing:
         return None  # the baseline says "same" but the data differ: plan from the whole record
     return Planned(plan, cmp, advoware_record=advo)
+
+
+def _well_formed(entry: object) -> bool:
+    return isinstance(entry, Mapping) and isinstance(entry.get("tlf"), str | None)
 
 
 def plan_linked(
