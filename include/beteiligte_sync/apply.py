@@ -39,14 +39,16 @@ class ApplyState:
     betnr: int | None
     espocrm_record: Record
     ops_applied: int = 0
+    #: hash of what a create sent (the baseline that goes with the new betnr)
+    created_hash: str | None = None
 
 
 def apply_plan(
-    plan: Plan, espocrm: EspoCrmClient, advoware: AdvowareClient, *, espocrm_record: Record
+    plan: Plan, espocrm: EspoCrmClient, advoware: AdvowareClient, state: ApplyState
 ) -> ApplyState:
-    """Apply ``plan``'s ops in order; ``espocrm_record`` is the record as the lock write
-    returned it. Raises whatever the clients raise; the caller releases the lock."""
-    state = ApplyState(betnr=plan.betnr, espocrm_record=espocrm_record)
+    """Apply ``plan``'s ops in order, starting from ``state`` (the betnr known and the record
+    as the lock write returned it). Raises whatever the clients raise; the caller releases the
+    lock and still finds in ``state`` what was done (a new betnr, for instance)."""
     for op in plan.ops:
         _apply_op(op, state, espocrm, advoware)
         state.ops_applied += 1
@@ -56,6 +58,7 @@ def apply_plan(
 def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: AdvowareClient) -> None:
     if isinstance(op, CreateAdvowareBeteiligte):
         state.betnr = _new_betnr(advoware.create_beteiligte(op.fields))
+        state.created_hash = mapping.business_hash(mapping.from_advoware(op.fields))
         # The betnr is recorded at once, so a failure later in the plan cannot lead to a second
         # party. Advoware's answer carries only the betNr (SPEC §5): the party is read back for
         # the rowId. The baseline goes with the betnr: if the rest of the plan or its validation
@@ -68,7 +71,7 @@ def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: Advow
         baseline = {
             "betnr": state.betnr,
             "advowareRowId": row_id,
-            "syncedHash": mapping.business_hash(mapping.from_advoware(op.fields)),
+            "syncedHash": state.created_hash,
         }
         _write_espocrm(espocrm, state, baseline)
     elif isinstance(op, UpdateAdvowareBeteiligte):

@@ -19,7 +19,7 @@ from typing import Any
 from include.beteiligte_sync import compare as compare_mod
 from include.beteiligte_sync import kommunikation as komm
 from include.beteiligte_sync import mapping, planner, status
-from include.beteiligte_sync.apply import apply_plan
+from include.beteiligte_sync.apply import ApplyState, apply_plan
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record, WhereItem
 from include.beteiligte_sync.errors import ApiError, BadResponse, Conflict, EntityError, NotFound
 from include.beteiligte_sync.plan import Plan, render
@@ -554,10 +554,11 @@ def _apply_locked(
         return _result(plan, Outcome.SKIPPED_LOCKED.value)
     except ApiError as exc:
         return _result(plan, Outcome.FAILED.value, error=describe_error(exc))
+    state = ApplyState(betnr=plan.betnr, espocrm_record=locked)
     try:
-        state = apply_plan(plan, espocrm, advoware, espocrm_record=locked)
+        apply_plan(plan, espocrm, advoware, state)
     except Exception as exc:  # whatever happened, the lock is released with a failure
-        return _release_failed(plan, token, espocrm, exc, clock(), settings, log)
+        return _release_failed(plan, state, token, espocrm, exc, clock(), settings, log)
     log.info("entity %s: applied %d ops", entity_id, state.ops_applied)
     result = _result(
         plan,
@@ -620,6 +621,7 @@ def _expected_hash(record: Mapping[str, Any], plan: Plan) -> str | None:
 
 def _release_failed(
     plan: Plan,
+    state: ApplyState,
     token: str,
     espocrm: EspoCrmClient,
     exc: BaseException,
@@ -639,10 +641,15 @@ def _release_failed(
             log.warning("entity %s: lock taken over meanwhile, not released", plan.entity_id)
             return _result(plan, Outcome.CHANGED_DURING_SYNC.value, error=message)
         data = _failure_fields(current, now, message, settings)
-        if plan.create_pending and not current.get("betnr") and definitely_not_done(exc):
-            # Advoware refused the create outright: nothing was created, so the next run may
-            # create again without asking a person first.
-            data.update(advowareRowId=None, syncedHash=None)
+        if plan.create_pending and not current.get("betnr"):
+            if state.betnr is not None:
+                # The create answered, recording its betnr did not: record it now, with the
+                # baseline of what was sent (the rowId follows at the next success).
+                data.update(betnr=state.betnr, advowareRowId=None, syncedHash=state.created_hash)
+            elif definitely_not_done(exc):
+                # Advoware refused the create outright: nothing was created, so the next run
+                # may create again without asking a person first.
+                data.update(advowareRowId=None, syncedHash=None)
         espocrm.update_beteiligte(plan.entity_id, data, version_number=current.get("versionNumber"))
     except Exception as write_exc:  # the stale-lock TTL heals this one
         log.error(

@@ -37,6 +37,7 @@ from include.beteiligte_sync.kommkz import DEFAULT_TABLE, EMAIL, PHONE, normalis
 from include.beteiligte_sync.kommunikation import is_sync_relevant, resolve_kommkz
 from include.beteiligte_sync.status import SyncStatus
 from include.beteiligte_sync.sync import select_candidates, sync_all, sync_entity, validate_entity
+from include.cli.views import link_entity
 from tests.proof.proof_world import ADVOWARE_METHODS, ESPOCRM_METHODS, Crash, Fault, World
 
 STAMMDATEN = ("name", "vorname", "titel", "geburtsdatum")
@@ -391,10 +392,12 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def _split_run(self, edit: bool, overlap: bool) -> None:
         espocrm, advoware, now = self.world.espocrm, self.world.advoware, self.world.now
         pending = []
+        written = {}
         for record in select_candidates(espocrm, clock=now):
             result = sync_entity(record, espocrm, advoware, clock=now)
             if result.needs_validation:
                 pending.append(result.entity_id)
+                written[result.entity_id] = result
         if overlap:
             self.log.append("  overlapping run")
             sync_all(espocrm, advoware, clock=now)
@@ -402,7 +405,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
             self.log.append(f"  person edits locked {pending[0]}")
             self.espocrm_stammdaten(self.ids.index(pending[0]), "titel")
         for entity_id in pending:
-            validate_entity(entity_id, espocrm, advoware, clock=now)
+            validate_entity(entity_id, espocrm, advoware, clock=now, written=written[entity_id])
 
     # -- invariants ----------------------------------------------------------------------------
 
@@ -470,6 +473,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.world.jump(60 * 25)
         converged = False
         for _ in range(3):
+            self._person_resolves_interrupted_creates()
             sync_all(self.world.espocrm, self.world.advoware, clock=self.world.now)
             self.world.jump(16)
             if self._converged() is None:
@@ -479,6 +483,26 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self._check_live(both=True)
         self._check_locks_after_run()
         self._assert_quiet_run()
+
+    def _person_resolves_interrupted_creates(self) -> None:
+        """What the message of an interrupted create asks a person to do (without a party
+        search the sync cannot tell whether the create took effect): look in Advoware for an
+        unlinked party of that name and link it, or allow a new create when there is none."""
+        records = self.world.espo_records()
+        linked = {record.get("betnr") for record in records}
+        for record in records:
+            if "beteiligte link" not in str(record.get("syncErrorMessage") or ""):
+                continue
+            names = {record.get("name"), planner.pending_name(record)}
+            found = [
+                betnr
+                for betnr, party in self.world.advo_parties().items()
+                if betnr not in linked and party.get("name") in names
+            ]
+            betnr = found[0] if found else None
+            self.log.append(f"  person links {record['id']} to {betnr or 'a new create'}")
+            link_entity(self.world.espocrm, self.world.advoware, record, betnr)
+            linked.add(betnr)
 
     def _converged(self) -> str | None:
         """None when both sides are equal and every entity clean, else what is not."""
