@@ -245,6 +245,54 @@ def test_reset_refuses_other_statuses_and_says_what_to_do(sb: Sandbox) -> None:
     assert cli("reset", "nope").exit_code == ExitCode.NOT_FOUND
 
 
+def _interrupted_create() -> dict[str, Any]:
+    return {
+        "id": "ic1",
+        "name": "Schneider Logistik GmbH",
+        "rechtsform": "GmbH",
+        "syncStatus": "failed",
+        "syncRetryCount": 2,
+        "advowareRowId": "create-pending:2026-01-01T00:00:00Z|Schneider Logistik GmbH",
+        "syncErrorMessage": "Create in Advoware interrupted (started 2026-01-01T00:00:00Z) ...",
+    }
+
+
+def test_link_connects_an_interrupted_create_to_the_party_found_in_advoware(sb: Sandbox) -> None:
+    put_records(sb, _interrupted_create())
+    result = cli("link", "ic1", "--betnr", "100004", "--json")
+    assert result.exit_code == ExitCode.OK, result.stderr
+    record = espo(sb, "ic1")
+    assert (record["betnr"], record["syncStatus"], record["advowareRowId"]) == (
+        100004,
+        "dirty",
+        None,
+    )
+    assert record["syncErrorMessage"] is None and record["syncRetryCount"] == 0
+    # and the next sync links them for good, without creating a second party
+    parties_before = len(sb.advoware_admin.state()["Beteiligte"])
+    synced = cli("sync", "ic1", "--json")
+    assert synced.exit_code == ExitCode.OK, synced.stdout + synced.stderr
+    assert espo(sb, "ic1")["syncStatus"] == "clean"
+    assert len(sb.advoware_admin.state()["Beteiligte"]) == parties_before
+
+
+def test_link_create_allows_a_new_create_and_refuses_unknown_or_ambiguous_input(
+    sb: Sandbox,
+) -> None:
+    put_records(sb, _interrupted_create())
+    assert cli("link", "ic1").exit_code == ExitCode.USAGE  # neither --betnr nor --create
+    assert cli("link", "ic1", "--betnr", "999999").exit_code == ExitCode.NOT_FOUND
+    assert espo(sb, "ic1")["advowareRowId"].startswith("create-pending:")  # nothing written
+    result = cli("link", "ic1", "--create")
+    assert result.exit_code == ExitCode.OK, result.stderr
+    record = espo(sb, "ic1")
+    assert (record["syncStatus"], record["advowareRowId"], record["betnr"]) == (
+        "pending_sync",
+        None,
+        None,
+    )
+
+
 # --- connections ------------------------------------------------------------------------------
 
 

@@ -12,8 +12,16 @@ def run(pair: FakePair, entity_id: str, **kw: Any) -> EntityResult:
     """One sync of ``entity_id`` as a scheduled run would do it (record from the list)."""
     kw.setdefault("validate_inline", True)
     return sync_entity(
-        pair.espocrm.record(entity_id), pair.espocrm, pair.advoware, clock=pair.clock, **kw
+        list_record(pair, entity_id), pair.espocrm, pair.advoware, clock=pair.clock, **kw
     )
+
+
+def list_record(pair: FakePair, entity_id: str) -> dict[str, Any]:
+    """The record as EspoCRM's list answer carries it (no email and phone arrays), uncounted."""
+    record = dict(pair.espocrm.record(entity_id))
+    record.pop("emailAddressData", None)
+    record.pop("phoneNumberData", None)
+    return record
 
 
 def linked_pair(pair: FakePair, **espo_fields: Any) -> tuple[str, int]:

@@ -14,7 +14,9 @@ from include.beteiligte_sync.sync import (
     select_candidates,
     sync_all,
     sync_entity,
+    sync_unit,
     validate_entity,
+    validate_written,
 )
 from tests.engine.helpers import linked_pair, run, writes
 from tests.fakes import FakeAdvoware, FakePair
@@ -36,8 +38,9 @@ def test_entity_without_betnr_is_created_in_advoware_and_betnr_stored(pair: Fake
     assert stored["betnr"] == result.betnr
     assert pair.advoware.party(stored["betnr"])["name"] == "Muster GmbH"
     assert stored["advowareRowId"] == pair.advoware.party(stored["betnr"])["rowId"]
-    # lock, POST, read back (the answer carries only the betNr), betnr, validation (3)
-    assert pair.total_calls() <= 7
+    # whole record, lock, POST, read back (the answer carries only the betNr), betnr,
+    # validation (3)
+    assert pair.total_calls() <= 8
 
 
 def test_lost_create_response_does_not_create_a_second_party(pair: FakePair) -> None:
@@ -130,23 +133,23 @@ def test_changed_entity_logs_its_plan_and_hash_update_at_info(
     assert not any("Moritz" in line or "123456" in line for line in lines)
 
 
-def test_espocrm_edit_is_written_to_advoware_in_at_most_six_calls(pair: FakePair) -> None:
+def test_espocrm_edit_is_written_to_advoware_in_at_most_seven_calls(pair: FakePair) -> None:
     entity_id, betnr = linked_pair(pair)
     pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
     result = run(pair, entity_id)
     assert result.outcome == "espocrm_newer" and result.status == "clean"
     assert pair.advoware.party(betnr)["vorname"] == "Moritz"
-    assert pair.total_calls() <= 6
+    assert pair.total_calls() <= 7  # the whole record is read first (list records lack arrays)
 
 
-def test_advoware_edit_is_written_to_espocrm_in_at_most_six_calls(pair: FakePair) -> None:
+def test_advoware_edit_is_written_to_espocrm_in_at_most_seven_calls(pair: FakePair) -> None:
     entity_id, betnr = linked_pair(pair)
     pair.advoware.edit_as_person(betnr, {"titel": "Dr.", "geburtsdatum": "1970-01-02T00:00:00"})
     result = run(pair, entity_id)
     stored = pair.espocrm.record(entity_id)
     assert result.outcome == "advoware_newer" and stored["syncStatus"] == "clean"
     assert (stored["titel"], stored["geburtsdatum"]) == ("Dr.", "1970-01-02")
-    assert pair.total_calls() <= 6
+    assert pair.total_calls() <= 7  # the whole record is read first (list records lack arrays)
 
 
 def test_conflict_posts_overwritten_advoware_values_as_note(pair: FakePair) -> None:
@@ -492,3 +495,31 @@ def test_error_during_validation_releases_the_lock_with_backoff(pair: FakePair) 
     stored = pair.espocrm.record(entity_id)
     assert result.outcome == "failed" and stored["syncStatus"] == "failed"
     assert stored["syncLockedAt"] is None and stored["syncRetryCount"] == 1
+
+
+def test_a_long_unit_validates_what_it_wrote_before_its_locks_age(
+    pair: FakePair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = linked_pair(pair)
+    second, _ = linked_pair(pair, name="Zweite")
+    for entity_id in (first, second):
+        pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    ticks = iter([0.0, 0.0, 400.0])  # the unit starts, entity 1, entity 2 six minutes later
+    monkeypatch.setattr("include.beteiligte_sync.sync.time.monotonic", lambda: next(ticks))
+
+    results = sync_unit([first, second], pair.espocrm, pair.advoware, clock=pair.clock)
+
+    # a third of the 15-minute TTL has passed: the first write is validated before the second
+    assert [(r.status, r.needs_validation) for r in results] == [("clean", False)] * 2
+    assert [pair.espocrm.record(i)["syncStatus"] for i in (first, second)] == ["clean"] * 2
+
+
+def test_a_short_unit_leaves_validation_to_its_own_step(pair: FakePair) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+
+    (result,) = sync_unit([entity_id], pair.espocrm, pair.advoware, clock=pair.clock)
+
+    assert result.needs_validation and result.lock_token
+    assert pair.espocrm.record(entity_id)["syncLockToken"] == result.lock_token
+    assert validate_written(result, pair.espocrm, pair.advoware, clock=pair.clock).status == "clean"
