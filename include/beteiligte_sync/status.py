@@ -71,7 +71,7 @@ _ALLOWED_FROM: dict[SyncStatus, set[SyncStatus | None]] = {
     S.SYNCING: _ANY_IDLE | {S.SYNCING, S.PERMANENTLY_FAILED, S.DELETED_IN_ADVOWARE},
     S.CLEAN: _ANY_IDLE | {S.SYNCING, S.PERMANENTLY_FAILED, S.DELETED_IN_ADVOWARE},
     S.FAILED: _ANY_IDLE | {S.SYNCING, S.PERMANENTLY_FAILED, S.DELETED_IN_ADVOWARE},
-    S.PERMANENTLY_FAILED: _ANY_IDLE | {S.SYNCING, S.PERMANENTLY_FAILED},
+    S.PERMANENTLY_FAILED: _ANY_IDLE | {S.SYNCING, S.PERMANENTLY_FAILED, S.DELETED_IN_ADVOWARE},
     S.DELETED_IN_ADVOWARE: _ANY_IDLE | {S.SYNCING, S.PERMANENTLY_FAILED, S.DELETED_IN_ADVOWARE},
 }
 
@@ -183,6 +183,18 @@ def success(
     return fields
 
 
+def retry_count(record: Mapping[str, Any]) -> int:
+    """``syncRetryCount`` as a number; anything unreadable counts as 0 (a party's own data
+    must never fail the task that records its failure)."""
+    value = record.get("syncRetryCount")
+    if isinstance(value, bool):
+        return 0
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def failure(
     record: Mapping[str, Any],
     now: datetime,
@@ -196,7 +208,7 @@ def failure(
     The ``len(ladder)``-th failure makes the entity ``permanently_failed`` with an auto-reset
     time (seed #12).
     """
-    count = int(record.get("syncRetryCount") or 0) + 1
+    count = retry_count(record) + 1
     permanent = count >= len(ladder)
     new = S.PERMANENTLY_FAILED if permanent else S.FAILED
     check_transition(record, new)
@@ -241,7 +253,9 @@ def deleted(record: Mapping[str, Any], now: datetime, betnr: int) -> dict[str, A
         "syncErrorMessage": f"Advoware party {betnr} not found (404); nothing was deleted.",
         "syncLockedAt": None,
         LOCK_TOKEN_FIELD: None,
+        "syncRetryCount": 0,
         "syncNextRetry": None,
+        "syncAutoResetAt": None,
         "advowareLastSync": format_espocrm(now),
     }
 

@@ -9,7 +9,7 @@ import pytest
 from include.beteiligte_sync import mapping, status
 from include.beteiligte_sync.compare import initial_outcome
 from include.beteiligte_sync.errors import EntityError
-from include.beteiligte_sync.status import Outcome, SyncStatus, TransitionError
+from include.beteiligte_sync.status import Outcome, TransitionError
 
 NOW = datetime(2026, 2, 8, 10, 0, tzinfo=UTC)
 
@@ -122,9 +122,7 @@ def test_status_machine_refuses_invalid_transitions() -> None:
     with pytest.raises(TransitionError):
         status.reset({"syncStatus": "clean"})
     with pytest.raises(TransitionError):
-        status.check_transition(
-            {"syncStatus": "deleted_in_advoware"}, SyncStatus.PERMANENTLY_FAILED
-        )
+        status.link({"syncStatus": "clean", "betnr": 100001}, 100002)
 
 
 def test_lock_is_stale_after_ttl() -> None:
@@ -132,3 +130,20 @@ def test_lock_is_stale_after_ttl() -> None:
     assert status.is_locked(locked, NOW)
     assert not status.is_locked(locked, NOW + timedelta(minutes=6))
     assert not status.is_locked({"syncStatus": "syncing"}, NOW)  # no lock time: broken, stale
+
+
+def test_a_fifth_failure_of_a_party_marked_deleted_is_permanent_not_a_crash() -> None:
+    record = {"syncStatus": "deleted_in_advoware", "syncRetryCount": 4}
+    fields = status.failure(record, NOW, "API error: ServerError")
+    assert fields["syncStatus"] == "permanently_failed" and fields["syncRetryCount"] == 5
+
+
+def test_marking_deleted_clears_the_retry_count() -> None:
+    fields = status.deleted({"syncStatus": "failed", "syncRetryCount": 3}, NOW, 100001)
+    assert fields["syncRetryCount"] == 0 and fields["syncAutoResetAt"] is None
+
+
+@pytest.mark.parametrize("raw", ["viele", None, True, -3, "2.5", {"n": 1}])
+def test_an_unreadable_retry_count_counts_as_zero(raw: object) -> None:
+    fields = status.failure({"syncStatus": "dirty", "syncRetryCount": raw}, NOW, "x")
+    assert fields["syncStatus"] == "failed" and fields["syncRetryCount"] == 1
