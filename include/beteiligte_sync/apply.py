@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from include.beteiligte_sync import compare, mapping
+from include.beteiligte_sync import baseline, compare, mapping
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
 from include.beteiligte_sync.errors import ApiError, BadResponse, EntityError
 from include.beteiligte_sync.ops import (
@@ -39,7 +39,8 @@ class ApplyState:
     betnr: int | None
     espocrm_record: Record
     ops_applied: int = 0
-    #: hash of what a create sent (the baseline that goes with the new betnr)
+    #: what a create sent, and its hash (the baseline that goes with the new betnr)
+    created_values: mapping.Canonical | None = None
     created_hash: str | None = None
 
 
@@ -58,7 +59,8 @@ def apply_plan(
 def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: AdvowareClient) -> None:
     if isinstance(op, CreateAdvowareBeteiligte):
         state.betnr = _new_betnr(advoware.create_beteiligte(op.fields))
-        state.created_hash = mapping.business_hash(mapping.from_advoware(op.fields))
+        state.created_values = mapping.from_advoware(op.fields)
+        state.created_hash = mapping.business_hash(state.created_values)
         # The betnr is recorded at once, so a failure later in the plan cannot lead to a second
         # party. Advoware's answer carries only the betNr (SPEC §5): the party is read back for
         # the rowId. The baseline goes with the betnr: if the rest of the plan or its validation
@@ -68,12 +70,13 @@ def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: Advow
             row_id = compare.baseline_row_id(advoware.get_beteiligte(state.betnr).get("rowId"))
         except ApiError:
             row_id = None  # the betnr must be recorded whatever happens; validation reads again
-        baseline = {
+        recorded = {
             "betnr": state.betnr,
             "advowareRowId": row_id,
             "syncedHash": state.created_hash,
+            "syncBaseline": baseline.render(state.created_values),
         }
-        _write_espocrm(espocrm, state, baseline)
+        _write_espocrm(espocrm, state, recorded)
     elif isinstance(op, UpdateAdvowareBeteiligte):
         advoware.update_beteiligte(op.betnr, op.fields)
     elif isinstance(op, CreateKommunikation):

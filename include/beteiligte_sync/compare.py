@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from include.beteiligte_sync import baseline
 from include.beteiligte_sync.mapping import Canonical, business_hash, differing_fields
 from include.beteiligte_sync.status import Outcome
 from include.beteiligte_sync.timefmt import parse_advoware, parse_espocrm
@@ -60,6 +61,37 @@ class Comparison:
     advoware_changed: bool
     differing: tuple[str, ...]
     basis: Basis
+    #: per field (of ``differing``): copied EspoCRM -> Advoware, Advoware -> EspoCRM, and the
+    #: fields people changed on both sides (EspoCRM wins, the Advoware value goes to the Note).
+    to_advoware: tuple[str, ...] = ()
+    to_espocrm: tuple[str, ...] = ()
+    conflicting: tuple[str, ...] = ()
+
+    @classmethod
+    def whole(
+        cls,
+        outcome: Outcome,
+        initial: bool,
+        espocrm_changed: bool,
+        advoware_changed: bool,
+        differing: tuple[str, ...],
+        basis: Basis,
+    ) -> Comparison:
+        """One direction for every differing field (timestamps, or the hash baseline)."""
+        to_advoware = differing if outcome in (Outcome.ESPOCRM_NEWER, Outcome.CONFLICT) else ()
+        to_espocrm = differing if outcome is Outcome.ADVOWARE_NEWER else ()
+        conflicting = differing if outcome is Outcome.CONFLICT else ()
+        return cls(
+            outcome,
+            initial,
+            espocrm_changed,
+            advoware_changed,
+            differing,
+            basis,
+            to_advoware,
+            to_espocrm,
+            conflicting,
+        )
 
 
 def has_baseline(record: Mapping[str, Any]) -> bool:
@@ -94,14 +126,80 @@ def compare(
     *,
     advoware_timezone: str,
 ) -> Comparison:
-    """Decide the outcome for a linked pair from both records and the stored baseline."""
+    """Decide the outcome for a linked pair from both records and the stored baseline.
+
+    With a per-field baseline (``syncBaseline``) each differing field is decided on its own:
+    changed only in EspoCRM -> to Advoware, only in Advoware -> to EspoCRM, by people on both
+    sides -> conflict (EspoCRM wins). Without one, the hash baseline decides for the whole
+    party, and without any baseline the timestamps (seed #11).
+    """
     differing = differing_fields(espocrm_canon, advoware_canon)
     by_time = initial_outcome(
         parse_espocrm(espocrm_record.get("modifiedAt")),
         parse_advoware(advoware_record.get("geaendertAm"), advoware_timezone),
     )
     if not has_baseline(espocrm_record):
-        return Comparison(by_time, True, False, False, differing, "timestamps")
+        return Comparison.whole(by_time, True, False, False, differing, "timestamps")
+    synced = baseline.effective(baseline.read(espocrm_record), advoware_canon)
+    if synced is not None:
+        row_baseline = espocrm_record.get("advowareRowId")
+        row_unchanged = bool(row_baseline) and row_baseline == baseline_row_id(
+            advoware_record.get("rowId")
+        )
+        if row_unchanged and any(advoware_canon.get(n) != synced.get(n) for n in differing):
+            # Advoware's rowId says it did not change since the last success, yet it does not
+            # hold what was recorded then (seed #13, entity 104860: clean with different names).
+            # The baseline cannot be trusted: the timestamps decide.
+            return Comparison.whole(by_time, False, False, False, differing, "baseline_mismatch")
+        return _per_field(espocrm_canon, advoware_canon, synced, differing)
+    return _by_hash(espocrm_record, espocrm_canon, advoware_record, advoware_canon, by_time)
+
+
+def _per_field(
+    espocrm: Canonical, advoware: Canonical, synced: Canonical, differing: tuple[str, ...]
+) -> Comparison:
+    to_advoware, to_espocrm, conflicting = [], [], []
+    for name in differing:
+        espocrm_changed = espocrm.get(name) != synced.get(name)
+        advoware_changed = advoware.get(name) != synced.get(name)
+        if espocrm_changed and advoware_changed:
+            conflicting.append(name)
+        elif advoware_changed:
+            to_espocrm.append(name)
+        else:
+            to_advoware.append(name)
+    if conflicting:
+        outcome = Outcome.CONFLICT
+    elif to_advoware and to_espocrm:
+        outcome = Outcome.MERGED
+    elif to_advoware:
+        outcome = Outcome.ESPOCRM_NEWER
+    elif to_espocrm:
+        outcome = Outcome.ADVOWARE_NEWER
+    else:
+        outcome = Outcome.NO_CHANGE
+    return Comparison(
+        outcome,
+        False,
+        bool(to_advoware or conflicting),
+        bool(to_espocrm or conflicting),
+        differing,
+        "baseline",
+        (*to_advoware, *conflicting),
+        tuple(to_espocrm),
+        tuple(conflicting),
+    )
+
+
+def _by_hash(
+    espocrm_record: Mapping[str, Any],
+    espocrm_canon: Canonical,
+    advoware_record: Mapping[str, Any],
+    advoware_canon: Canonical,
+    by_time: Outcome,
+) -> Comparison:
+    """The decision of records synced before per-field baselines existed."""
+    differing = differing_fields(espocrm_canon, advoware_canon)
     espo_changed = business_hash(espocrm_canon) != espocrm_record.get("syncedHash")
     row_baseline = espocrm_record.get("advowareRowId")
     if row_baseline:
@@ -119,7 +217,7 @@ def compare(
     elif differing:
         # The baseline says "nothing changed" but the data differ (seed #13: entity 104860 was
         # marked clean with different names). The baseline cannot be trusted: use the timestamps.
-        return Comparison(by_time, False, False, False, differing, "baseline_mismatch")
+        return Comparison.whole(by_time, False, False, False, differing, "baseline_mismatch")
     else:
         outcome = Outcome.NO_CHANGE
-    return Comparison(outcome, False, espo_changed, advo_changed, differing, "baseline")
+    return Comparison.whole(outcome, False, espo_changed, advo_changed, differing, "baseline")

@@ -160,8 +160,12 @@ def plan_linked(
         record, espo_canon, advo, advo_canon, advoware_timezone=settings.advoware_timezone
     )
     if adopted:
-        cmp = Comparison(Outcome.ESPOCRM_NEWER, True, True, False, cmp.differing, "timestamps")
-    stammdaten = _stammdaten_ops(entity_id, betnr, cmp, espo_canon, advo_canon, direction)
+        cmp = Comparison.whole(
+            Outcome.ESPOCRM_NEWER, True, True, False, cmp.differing, "timestamps"
+        )
+    stammdaten = _stammdaten_ops(
+        entity_id, betnr, cmp, espo_canon, advo_canon, direction, note_initial=not adopted
+    )
     k = komm.plan_kommunikation(
         dict(record),
         dict(advo),
@@ -173,12 +177,10 @@ def plan_linked(
     espo_fields.update(stammdaten.espocrm_fields)
     espo_fields.update(k.espocrm_fields)
     ops: list[Op] = []
-    # Stammdaten overwritten outside a conflict are our own last-synced values, not a person's
-    # edit; the Kommunikation lines always are a person's edit (whatever the entity outcome).
+    # Noted: Stammdaten a person changed in Advoware that EspoCRM overwrites (a conflict, or
+    # a first sync in which EspoCRM was newer), and the Kommunikation lines (always a person's).
     conflict = cmp.outcome is Outcome.CONFLICT
-    note = overwrite_note(
-        stammdaten.overwritten if conflict else {}, k.note_lines, conflict=conflict
-    )
+    note = overwrite_note(stammdaten.overwritten, k.note_lines, conflict=conflict)
     if note:
         # Posted before Advoware is overwritten: if anything fails later, the old values are
         # already on record.
@@ -230,32 +232,39 @@ def _stammdaten_ops(
     espo: mapping.Canonical,
     advo: mapping.Canonical,
     direction: str,
+    *,
+    note_initial: bool = True,
 ) -> _Stammdaten:
-    out = _Stammdaten()
+    """Per differing field, the write the comparison decided (to Advoware, to EspoCRM). A
+    change needing a write ``direction`` forbids blocks the Stammdaten as a whole."""
     names = cmp.differing
     if not names:
-        return out
-    if cmp.outcome in (Outcome.ESPOCRM_NEWER, Outcome.CONFLICT):
-        if not may_write_advoware(direction):
-            return _Stammdaten(blocked=True, unresolved=names)
+        return _Stammdaten()
+    to_advoware, to_espocrm = cmp.to_advoware, cmp.to_espocrm
+    if (to_advoware and not may_write_advoware(direction)) or (
+        to_espocrm and not may_write_espocrm(direction)
+    ):
+        return _Stammdaten(blocked=True, unresolved=names)
+    out = _Stammdaten(unresolved=tuple(n for n in names if n not in (*to_advoware, *to_espocrm)))
+    if to_advoware:
         mapping.check_fits(espo, "Advoware")
         out.advoware_ops.append(
             UpdateAdvowareBeteiligte(
                 reason=cmp.outcome.value,
                 betnr=betnr,
-                fields=mapping.to_advoware(espo, names),
-                old=mapping.to_advoware(advo, names),
+                fields=mapping.to_advoware(espo, to_advoware),
+                old=mapping.to_advoware(advo, to_advoware),
             )
         )
-        out.overwritten = {n: (advo.get(n), espo.get(n)) for n in names}
-    elif cmp.outcome is Outcome.ADVOWARE_NEWER:
-        if not may_write_espocrm(direction):
-            return _Stammdaten(blocked=True, unresolved=names)
+        if cmp.initial and note_initial:  # a first sync: what Advoware held and loses
+            noted = tuple(n for n in to_advoware if advo.get(n))
+        else:
+            noted = cmp.conflicting
+        out.overwritten = {n: (advo.get(n), espo.get(n)) for n in noted}
+    if to_espocrm:
         mapping.check_fits(advo, "EspoCRM")
-        out.espocrm_fields = mapping.to_espocrm(advo, names)
-        out.espocrm_old = mapping.to_espocrm(espo, names)
-    else:
-        out.unresolved = names  # seed #11: equal timestamps -> no_change, nothing written
+        out.espocrm_fields = mapping.to_espocrm(advo, to_espocrm)
+        out.espocrm_old = mapping.to_espocrm(espo, to_espocrm)
     return out
 
 

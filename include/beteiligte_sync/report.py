@@ -21,6 +21,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("created", "created in Advoware"),
     ("espocrm_newer", "updated in Advoware"),
     ("advoware_newer", "updated in EspoCRM"),
+    ("merged", "updated on both sides"),
     ("conflict", "conflicts (EspoCRM won, noted)"),
     ("failed", "failed (will retry)"),
     ("permanently_failed", "permanently failed"),

@@ -47,6 +47,7 @@ class Outcome(StrEnum):
     ESPOCRM_NEWER = "espocrm_newer"  # Advoware updated from EspoCRM
     ADVOWARE_NEWER = "advoware_newer"  # EspoCRM updated from Advoware
     CONFLICT = "conflict"  # both changed; EspoCRM won, Advoware values noted
+    MERGED = "merged"  # each side changed other fields; each copied to the other side
     NO_CHANGE = "no_change"
     DELETED_IN_ADVOWARE = "deleted_in_advoware"
     FAILED = "failed"
@@ -160,6 +161,7 @@ def success(
     synced_hash: str,
     advoware_row_id: str | None,
     kommunikation_hash: str | None = None,
+    baseline_json: str | None = None,
 ) -> dict[str, Any]:
     """Fields of a validated success: ``clean``, fresh baselines, counters cleared, lock released.
 
@@ -180,6 +182,8 @@ def success(
     }
     if kommunikation_hash is not None and kommunikation_hash != record.get("kommunikationHash"):
         fields["kommunikationHash"] = kommunikation_hash
+    if baseline_json is not None:
+        fields["syncBaseline"] = baseline_json
     return fields
 
 

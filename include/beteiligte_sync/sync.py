@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from include.beteiligte_sync import baseline, mapping, planner, status
 from include.beteiligte_sync import compare as compare_mod
 from include.beteiligte_sync import kommunikation as komm
-from include.beteiligte_sync import mapping, planner, status
 from include.beteiligte_sync.apply import ApplyState, apply_plan
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record, WhereItem
 from include.beteiligte_sync.errors import ApiError, BadResponse, Conflict, EntityError, NotFound
@@ -469,6 +469,7 @@ def _finish_without_ops(
             now,
             synced_hash=str(record.get("syncedHash")),
             advoware_row_id=compare_mod.baseline_row_id(advo.get("rowId")),
+            baseline_json=baseline.render(mapping.from_espocrm(record)),
         )
         outcome = Outcome(plan.outcome)
     try:
@@ -514,16 +515,30 @@ def _success_fields(
             relevant,
             len(kommunikation),
         )
+    values = _checked_values(record, advo)
     fields = status.success(
         record,
         now,
-        synced_hash=mapping.business_hash(mapping.from_espocrm(record)),
+        synced_hash=mapping.business_hash(values),
         advoware_row_id=compare_mod.baseline_row_id(advo.get("rowId")),
         kommunikation_hash=None if pending else new_hash,
+        baseline_json=baseline.render(values),
     )
     if pending:
         fields["syncStatus"] = SyncStatus.DIRTY.value
     return fields
+
+
+def _checked_values(record: Mapping[str, Any], advo: Mapping[str, Any]) -> mapping.Canonical:
+    """The per-field baseline after both sides were read: equal fields are synced, the others
+    keep what was synced before (our landed writes included), see :mod:`baseline`."""
+    return baseline.after_check(
+        baseline.read(record), mapping.from_espocrm(record), mapping.from_advoware(advo)
+    )
+
+
+def _baseline_fields(values: mapping.Canonical) -> dict[str, Any]:
+    return {"syncedHash": mapping.business_hash(values), "syncBaseline": baseline.render(values)}
 
 
 def _apply_locked(
@@ -545,6 +560,8 @@ def _apply_locked(
         # What is sent, so a party left by an interrupted create is recognised even after a
         # person's edit (no baseline exists yet; the success overwrites it).
         lock_fields["syncedHash"] = mapping.business_hash(mapping.from_espocrm(record))
+    elif planned.comparison is not None and planned.advoware_record is not None:
+        lock_fields.update(_lock_baseline(record, planned.comparison, planned.advoware_record))
     try:
         locked = espocrm.update_beteiligte(
             entity_id, lock_fields, version_number=record.get("versionNumber")
@@ -609,6 +626,30 @@ def validate_written(
     return validated
 
 
+def _lock_baseline(
+    record: Mapping[str, Any], cmp: compare_mod.Comparison, advo: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The baseline the lock write records: the values synced so far, and as ``pending`` what
+    is about to be written to Advoware. A run that dies after the write finds Advoware holding
+    the pending values and knows they are ours. On a first sync the side that lost counts as
+    the synced state, so a retry keeps the decision the timestamps made before any write of
+    ours moved ``modifiedAt``."""
+    try:
+        espo, advo_canon = mapping.from_espocrm(record), mapping.from_advoware(advo)
+    except EntityError:
+        return {}
+    synced = baseline.effective(baseline.read(record), advo_canon)
+    if synced is None:
+        if cmp.outcome is Outcome.ESPOCRM_NEWER:
+            synced = advo_canon
+        elif cmp.outcome is Outcome.ADVOWARE_NEWER:
+            synced = espo
+        else:
+            return {}
+    pending = {name: espo.get(name) for name in cmp.to_advoware}
+    return {"syncBaseline": baseline.render(synced, pending)}
+
+
 def _expected_hash(record: Mapping[str, Any], plan: Plan) -> str | None:
     """The Stammdaten hash EspoCRM holds once the plan's EspoCRM writes landed."""
     try:
@@ -646,6 +687,8 @@ def _release_failed(
                 # The create answered, recording its betnr did not: record it now, with the
                 # baseline of what was sent (the rowId follows at the next success).
                 data.update(betnr=state.betnr, advowareRowId=None, syncedHash=state.created_hash)
+                if state.created_values is not None:
+                    data["syncBaseline"] = baseline.render(state.created_values)
             elif definitely_not_done(exc):
                 # Advoware refused the create outright: nothing was created, so the next run
                 # may create again without asking a person first.
@@ -748,6 +791,7 @@ def _validate_entity(
         log.warning("entity %s: validation failed for %s", entity_id, _names(diffs))
         message = "Validation failed: " + "; ".join(diffs)
         data = _failure_fields(record, now, message, settings)
+        data.update(_baseline_fields(_checked_values(record, advo)))
         return _write_validation(record, espocrm, data, Outcome.VALIDATION_FAILED, log)
     return _write_validation(
         record, espocrm, _success_fields(record, advo, now, log, direction), Outcome.CLEAN, log
@@ -780,14 +824,13 @@ def _release_edited(
     entity_id, betnr = str(record["id"]), record.get("betnr")
     log.info("entity %s: edited while locked, left dirty for the next run", entity_id)
     data = status.release(record)
-    if written is not None and written.expected_hash:
-        data["syncedHash"] = written.expected_hash
-        try:
-            ours = mapping.business_hash(mapping.from_advoware(advo))
-        except EntityError:
-            ours = None
-        if ours == written.expected_hash:  # Advoware holds exactly what we wrote
+    try:
+        values = _checked_values(record, advo)
+        data.update(_baseline_fields(values))
+        if mapping.from_advoware(advo) == values:  # Advoware holds what was synced
             data["advowareRowId"] = compare_mod.baseline_row_id(advo.get("rowId"))
+    except EntityError:
+        pass  # unreadable values: the next run's plan names them
     try:
         espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
     except Conflict:

@@ -60,6 +60,7 @@ _GOOD_OUTCOMES = {
     Outcome.CREATED.value,
     Outcome.ESPOCRM_NEWER.value,
     Outcome.ADVOWARE_NEWER.value,
+    Outcome.MERGED.value,
     Outcome.CONFLICT.value,
     Outcome.DRY_RUN.value,
 }

@@ -44,7 +44,9 @@ def test_advoware_edit_goes_to_espocrm_and_is_clean_after_validation(http: Http)
     assert http.notes(entity_id) == []
 
 
-def test_conflict_espocrm_wins_and_the_old_advoware_values_are_in_a_note(http: Http) -> None:
+def test_conflict_is_decided_per_field_and_the_overwritten_advoware_value_is_noted(
+    http: Http,
+) -> None:
     entity_id, betnr = http.linked()
     http.edit_advoware(betnr, vorname="Advo-Max", titel="Prof.")
     http.edit_espocrm(entity_id, vorname="Espo-Max")
@@ -53,10 +55,25 @@ def test_conflict_espocrm_wins_and_the_old_advoware_values_are_in_a_note(http: H
 
     party, stored = http.party(betnr), http.record(entity_id)
     assert result.outcome == "conflict" and stored["syncStatus"] == "clean"
-    assert party["vorname"] == "Espo-Max" and party["titel"] is None  # EspoCRM wins
+    assert party["vorname"] == stored["vorname"] == "Espo-Max"  # both changed: EspoCRM wins
+    assert party["titel"] == stored["titel"] == "Prof."  # changed only in Advoware: kept
     (note,) = http.notes(entity_id)
     assert "vorname: 'Advo-Max' -> 'Espo-Max'" in note
-    assert "titel: 'Prof.' -> (leer/empty)" in note
+    assert "titel" not in note  # nothing of it was overwritten
+
+
+def test_people_editing_different_fields_on_both_sides_is_no_conflict(http: Http) -> None:
+    entity_id, betnr = http.linked()
+    http.edit_advoware(betnr, titel="Prof.")
+    http.edit_espocrm(entity_id, vorname="Moritz")
+
+    result = http.run(entity_id)
+
+    party, stored = http.party(betnr), http.record(entity_id)
+    assert (result.outcome, stored["syncStatus"]) == ("merged", "clean")
+    assert (party["vorname"], party["titel"]) == (stored["vorname"], stored["titel"])
+    assert (party["vorname"], party["titel"]) == ("Moritz", "Prof.")
+    assert http.notes(entity_id) == []
 
 
 # --- API economy ----------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""The per-field baseline: the Stammdaten as both sides last held them, field by field.
+
+Stored as JSON in the EspoCRM text field ``syncBaseline`` (beside ``syncedHash``, which is its
+hash). Deciding per field which side changed since the last sync lets two people edit different
+fields without a conflict, and lets every decision and every Note say who changed what (SPEC §6).
+
+Our own writes must never look like a person's change on the next run, even when the run dies
+between a write and its validation. So the lock write records the values it is about to send to
+Advoware as ``pending``; a later run that finds Advoware holding a pending value knows the write
+landed and counts that value as synced. Where Advoware holds neither the old nor the pending
+value, a person typed it: that is a change in Advoware.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from include.beteiligte_sync.mapping import FIELD_NAMES, Canonical
+
+#: EspoCRM text field holding the baseline JSON (``docs/espocrm/entityDefs``).
+BASELINE_FIELD = "syncBaseline"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What ``syncBaseline`` holds.
+
+    :param values: the synced Stammdaten (canonical form), or None where none is recorded (a
+        record synced before per-field baselines, or a field the firm has not added yet).
+    :param pending: values a write of ours was sending to Advoware when the lock was taken.
+    """
+
+    values: Canonical | None
+    pending: Canonical = field(default_factory=dict)
+
+
+def read(record: Mapping[str, Any]) -> Baseline:
+    """The record's baseline; anything unreadable counts as none recorded (never an error: the
+    hash baseline and the timestamps still decide)."""
+    raw = record.get(BASELINE_FIELD)
+    if not isinstance(raw, str) or not raw:
+        return Baseline(None)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return Baseline(None)
+    if not isinstance(data, dict):
+        return Baseline(None)
+    return Baseline(_canonical(data.get("values")), _canonical(data.get("pending")) or {})
+
+
+def _canonical(value: object) -> Canonical | None:
+    if not isinstance(value, dict):
+        return None
+    return {
+        name: value.get(name) if isinstance(value.get(name), str) else None for name in FIELD_NAMES
+    }
+
+
+def render(values: Mapping[str, Any], pending: Mapping[str, Any] | None = None) -> str:
+    """The JSON text for ``syncBaseline`` (compact, stable key order)."""
+    data: dict[str, Any] = {"values": {name: values.get(name) for name in FIELD_NAMES}}
+    if pending:
+        data["pending"] = {name: pending[name] for name in FIELD_NAMES if name in pending}
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def effective(baseline: Baseline, advoware: Canonical) -> Canonical | None:
+    """The synced values as they are now: a pending value Advoware holds landed (our write),
+    so it counts as synced."""
+    if baseline.values is None:
+        return None
+    out = dict(baseline.values)
+    for name, value in baseline.pending.items():
+        if advoware.get(name) == value:
+            out[name] = value
+    return out
+
+
+def after_check(
+    baseline: Baseline, espocrm: Canonical, advoware: Canonical
+) -> dict[str, str | None]:
+    """The values to record after a check of both sides: a field both sides hold equally is
+    synced; any other keeps what was synced before (with our landed writes), so the next run
+    sees exactly the changes people made, never our own writes."""
+    base = effective(baseline, advoware) or {}
+    return {
+        name: espocrm.get(name) if espocrm.get(name) == advoware.get(name) else base.get(name)
+        for name in FIELD_NAMES
+    }
