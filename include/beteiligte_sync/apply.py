@@ -42,6 +42,8 @@ class ApplyState:
     #: what a create sent, and its hash (the baseline that goes with the new betnr)
     created_values: mapping.Canonical | None = None
     created_hash: str | None = None
+    #: fingerprint of the Note posted (recorded if a later op fails: never posted twice)
+    noted: str | None = None
 
 
 def apply_plan(
@@ -92,6 +94,7 @@ def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: Advow
         _write_espocrm(espocrm, state, op.fields)
     elif isinstance(op, PostNote):
         espocrm.post_note(op.entity_id, op.text)
+        state.noted = baseline.fingerprint(op.text)
     else:
         raise TypeError(f"unknown op {type(op).__name__}")
 

@@ -13,6 +13,7 @@ value, a person typed it: that is a change in Advoware.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class Baseline:
 
     values: Canonical | None
     pending: Canonical = field(default_factory=dict)
+    #: fingerprint of the conflict Note already posted for the current differences
+    noted: str | None = None
 
 
 def read(record: Mapping[str, Any]) -> Baseline:
@@ -49,7 +52,8 @@ def read(record: Mapping[str, Any]) -> Baseline:
         return Baseline(None)
     if not isinstance(data, dict):
         return Baseline(None)
-    return Baseline(_canonical(data.get("values")), _canonical(data.get("pending")) or {})
+    noted = data.get("noted") if isinstance(data.get("noted"), str) else None
+    return Baseline(_canonical(data.get("values")), _canonical(data.get("pending")) or {}, noted)
 
 
 def _canonical(value: object) -> Canonical | None:
@@ -60,12 +64,31 @@ def _canonical(value: object) -> Canonical | None:
     }
 
 
-def render(values: Mapping[str, Any], pending: Mapping[str, Any] | None = None) -> str:
+def render(
+    values: Mapping[str, Any],
+    pending: Mapping[str, Any] | None = None,
+    noted: str | None = None,
+) -> str:
     """The JSON text for ``syncBaseline`` (compact, stable key order)."""
     data: dict[str, Any] = {"values": {name: values.get(name) for name in FIELD_NAMES}}
     if pending:
         data["pending"] = {name: pending[name] for name in FIELD_NAMES if name in pending}
+    if noted:
+        data["noted"] = noted
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def with_noted(record: Mapping[str, Any], noted: str) -> str | None:
+    """The record's ``syncBaseline`` with ``noted`` added (None where it holds no values)."""
+    current = read(record)
+    if current.values is None:
+        return None
+    return render(current.values, current.pending, noted)
+
+
+def fingerprint(note: str) -> str:
+    """A short fingerprint of a Note's text: the same conflict gives the same Note."""
+    return hashlib.sha256(note.encode("utf-8")).hexdigest()[:16]
 
 
 def effective(baseline: Baseline, advoware: Canonical) -> Canonical | None:

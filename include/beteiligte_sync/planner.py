@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from include.beteiligte_sync import baseline, mapping, status
 from include.beteiligte_sync import kommunikation as komm
-from include.beteiligte_sync import mapping, status
 from include.beteiligte_sync.compare import (
     CREATE_PENDING_PREFIX,
     ROW_ID_MAX_LENGTH,
@@ -181,6 +181,8 @@ def plan_linked(
     # a first sync in which EspoCRM was newer), and the Kommunikation lines (always a person's).
     conflict = cmp.outcome is Outcome.CONFLICT
     note = overwrite_note(stammdaten.overwritten, k.note_lines, conflict=conflict)
+    if note and baseline.read(record).noted == baseline.fingerprint(note):
+        note = ""  # this very Note was posted by an earlier attempt that failed after it
     if note:
         # Posted before Advoware is overwritten: if anything fails later, the old values are
         # already on record.

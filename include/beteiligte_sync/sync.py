@@ -693,6 +693,10 @@ def _release_failed(
                 # Advoware refused the create outright: nothing was created, so the next run
                 # may create again without asking a person first.
                 data.update(advowareRowId=None, syncedHash=None)
+        if state.noted and "syncBaseline" not in data:
+            noted = baseline.with_noted(current, state.noted)
+            if noted is not None:
+                data["syncBaseline"] = noted
         espocrm.update_beteiligte(plan.entity_id, data, version_number=current.get("versionNumber"))
     except Exception as write_exc:  # the stale-lock TTL heals this one
         log.error(
@@ -791,7 +795,11 @@ def _validate_entity(
         log.warning("entity %s: validation failed for %s", entity_id, _names(diffs))
         message = "Validation failed: " + "; ".join(diffs)
         data = _failure_fields(record, now, message, settings)
-        data.update(_baseline_fields(_checked_values(record, advo)))
+        values = _checked_values(record, advo)
+        data.update(_baseline_fields(values))
+        noted = baseline.read(record).noted  # the same conflict next time: not noted again
+        if noted:
+            data["syncBaseline"] = baseline.render(values, noted=noted)
         return _write_validation(record, espocrm, data, Outcome.VALIDATION_FAILED, log)
     return _write_validation(
         record, espocrm, _success_fields(record, advo, now, log, direction), Outcome.CLEAN, log

@@ -523,3 +523,61 @@ def test_a_short_unit_leaves_validation_to_its_own_step(pair: FakePair) -> None:
     assert result.needs_validation and result.lock_token
     assert pair.espocrm.record(entity_id)["syncLockToken"] == result.lock_token
     assert validate_written(result, pair.espocrm, pair.advoware, clock=pair.clock).status == "clean"
+
+
+def test_a_conflict_is_noted_once_also_when_the_write_after_the_note_fails(
+    pair: FakePair,
+) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.edit_as_person(betnr, {"vorname": "Advo-Max"})
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Espo-Max"})
+    pair.advoware.fail_on("update_beteiligte", ServerError("down"))  # after the Note
+
+    assert run(pair, entity_id).status == "failed"
+    assert len(pair.espocrm.notes_for(entity_id)) == 1
+    pair.clock.advance(minutes=2)
+    again = run(pair, entity_id)
+
+    assert (again.outcome, again.status) == ("conflict", "clean")
+    assert len(pair.espocrm.notes_for(entity_id)) == 1  # the same conflict, noted once
+    assert pair.advoware.party(betnr)["vorname"] == "Espo-Max"
+
+
+def test_our_write_whose_validation_was_lost_is_not_a_change_next_time(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
+    result = run(pair, entity_id, validate_inline=False)  # the worker dies before validating
+    assert result.needs_validation
+    pair.advoware.edit_as_person(betnr, {"titel": "Dr."})  # a secretary, after our write
+    pair.clock.advance(minutes=16)  # the lock is stale
+
+    again = run(pair, entity_id)
+
+    # Our vorname is no "Advoware change"; only the secretary's titel is: no conflict, no Note.
+    assert (again.outcome, again.status) == ("advoware_newer", "clean")
+    stored = pair.espocrm.record(entity_id)
+    assert (stored["vorname"], stored["titel"]) == ("Moritz", "Dr.")
+    assert pair.espocrm.notes_for(entity_id) == []
+
+
+def test_a_field_advoware_ignores_fails_validation_without_notes_or_conflicts(
+    pair: FakePair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entity_id, _ = linked_pair(pair)
+    pair.espocrm.edit_as_person(entity_id, {"titel": "Prof."})
+    real_update = pair.advoware.update_beteiligte
+
+    def ignores_titel(number: int, data: dict[str, object]) -> dict[str, object]:
+        return real_update(number, {k: v for k, v in data.items() if k != "titel"})
+
+    monkeypatch.setattr(pair.advoware, "update_beteiligte", ignores_titel)
+    outcomes = []
+    for _ in range(3):
+        result = run(pair, entity_id, force=True)
+        outcomes.append((result.outcome, result.status))
+        pair.clock.advance(minutes=20)
+
+    assert outcomes[0] == ("validation_failed", "failed"), outcomes
+    assert all(outcome != "conflict" for outcome, _ in outcomes), outcomes
+    assert pair.espocrm.notes_for(entity_id) == []
+    assert pair.espocrm.record(entity_id)["titel"] == "Prof."  # the person's value stays
