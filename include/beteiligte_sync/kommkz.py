@@ -34,6 +34,17 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL_RE = re.compile(r"^(https?://|www\.)\S+$", re.IGNORECASE)
 # Separators people type into phone numbers; they do not change the number.
 _PHONE_SEPARATORS = re.compile(r"[\s\-/().]")
+# Forms of values whose kinds are never synced, for entries whose kind is unknown (GET defect):
+# beA SAFE-IDs ("safe-sp1-1234-...", "DE.BEA.1234...", "DE.BRAK...", "DE.Justiz...") and EPost
+# addresses (at epost.de or the EPost gateway epost-gka.de).
+_SAFE_ID_RE = re.compile(r"^(safe-[\w.-]+|DE\.[A-Za-z]+\.[\w.-]+)$", re.IGNORECASE)
+_EPOST_RE = re.compile(r"@([\w-]+\.)*epost(-gka)?\.de$", re.IGNORECASE)
+# German mobile numbers (015x, 016x, 017x; +49/0049 with or without the trunk 0), normalised.
+_GERMAN_MOBILE_RE = re.compile(r"^(?:(?:\+|00)49(?:0)?|0)1[567]\d{5,}$")
+
+#: Codes the value's form stands for when the kind is unknown (see :func:`kommkz_from_form`).
+INTERNET, EPOST, BEA = 5, 11, 12
+FORM_EMAIL, FORM_MOBILE, FORM_OTHER_PHONE = 4, 3, 10
 
 
 @dataclass(frozen=True)
@@ -178,12 +189,38 @@ def is_email_like(value: str) -> bool:
 
 
 def detect_kommkz(value: str) -> int:
-    """Kind of an entry from its value alone: email-like -> 4, URL -> 5, otherwise 1 (seed)."""
+    """The seed's detection from the value alone: email-like -> 4, URL -> 5, otherwise 1.
+
+    Kept for messages and the ``kommkz`` of ops on entries of unknown kind (the seed's trace
+    names it); routing uses :func:`kommkz_from_form`, which never guesses an office phone.
+    """
     if is_email_like(value):
         return 4
     if _URL_RE.match(value.strip()):
         return 5
     return 1
+
+
+def kommkz_from_form(value: str) -> int:
+    """What an entry of *unknown* kind is treated as, judged by its value's form alone.
+
+    Never-synced kinds are recognised first: a beA SAFE-ID -> 12, an EPost address -> 11, a URL
+    -> 5. Then the guess only chooses the EspoCRM list: email-like -> 4 (an email of unknown
+    kind), a German mobile number (015x/016x/017x, also +49) -> 3 (EspoCRM type ``Mobile``),
+    anything else -> 10 (type ``Other``, never ``Office``: a fax or private number typed in
+    Advoware must not arrive as an office phone). The code is a routing hint, never stored as
+    the entry's kind (its marker says the kind is unknown).
+    """
+    text = value.strip()
+    if _SAFE_ID_RE.match(text):
+        return BEA
+    if is_email_like(text):
+        return EPOST if _EPOST_RE.search(text) else FORM_EMAIL
+    if _URL_RE.match(text):
+        return INTERNET
+    if _GERMAN_MOBILE_RE.match(normalise_value(PHONE, text)):
+        return FORM_MOBILE
+    return FORM_OTHER_PHONE
 
 
 def normalise_value(channel: Channel, value: str) -> str:

@@ -6,12 +6,19 @@ Two markers exist (SPEC §6):
   of the entry and its true kind (the API may report ``kommKz`` 0);
 * slot marker ``[ESPOCRM-SLOT:<kommKz>]``: an empty slot of that kind, waiting for reuse.
 
+``<kommKz>`` is ``?`` when the entry's kind is unknown (the API reported 0 and nothing else
+says it): a guess is never stored as if it were the kind. An unknown-kind slot is reused by no
+kind.
+
 Whatever a person wrote around the marker is user text and is kept byte for byte: parsing
 splits ``bemerkung`` into ``prefix + marker + text`` and rendering puts exactly those pieces back.
 
 A ``bemerkung`` that mentions ``[ESPOCRM`` but does not hold exactly one well-formed marker
-(bad base64, unknown ``kommKz``, truncated brackets, two markers) is *malformed*: it is reported
-(``problem``, never a value), treated as unmarked user data, and never parsed into a base.
+(bad base64, unknown ``kommKz`` or ``0``, truncated brackets, two markers) is *malformed*: it is
+reported (``problem``, never a value) and never parsed into a base. The sync re-marks such an
+entry: a fresh marker, then a space, then the damaged text kept whole as the person's text. A
+well-formed marker at the very start followed by whitespace therefore makes everything after it
+text, even if that text holds more ``[ESPOCRM``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ MARKER_START = "[ESPOCRM"
 _VALUE_RE = re.compile(r"\[ESPOCRM:([^:\]\[]*):([^\]\[]*)\]")
 _SLOT_RE = re.compile(r"\[ESPOCRM-SLOT:([^\]\[]*)\]")
 _CODE_RE = re.compile(r"^[0-9]{1,3}$")
+#: The ``<kommKz>`` of a marker whose entry is of unknown kind.
+UNKNOWN_KIND = "?"
+_INVALID = -1
 
 
 class MarkerKind(StrEnum):
@@ -49,7 +59,7 @@ class Bemerkung:
     :param prefix: user text before the marker (``""`` unless a person typed in front of it).
     :param text: user text after the marker, byte for byte.
     :param value: the synced value of a value marker (the three-way base).
-    :param kommkz: the kind of a value or slot marker.
+    :param kommkz: the kind of a value or slot marker (``None``: unknown, marker code ``?``).
     :param problem: why a marker is malformed (no values in it).
     """
 
@@ -77,10 +87,13 @@ def _malformed(raw: str, problem: str) -> Bemerkung:
 
 
 def _parse_code(code: str, known_kommkz: Container[int]) -> int | None:
-    if not _CODE_RE.match(code):
+    """The marker's kind, ``None`` for ``?`` (unknown), ``_INVALID`` for anything else."""
+    if code == UNKNOWN_KIND:
         return None
+    if not _CODE_RE.match(code):
+        return _INVALID
     number = int(code)
-    return number if number in known_kommkz else None
+    return number if number in known_kommkz else _INVALID
 
 
 def _decode_value(encoded: str) -> str | None:
@@ -105,12 +118,19 @@ def parse_bemerkung(
     if count == 0:
         return Bemerkung(MarkerKind.NONE, raw, text=raw)
     if count > 1:
+        remarked = _parse_at(raw, 0, known_kommkz)
+        if remarked.kind is not MarkerKind.MALFORMED and remarked.text[:1].isspace():
+            return remarked  # our marker in front of a damaged one kept as the person's text
         return _malformed(raw, "more than one marker")
-    start = raw.index(MARKER_START)
+    return _parse_at(raw, raw.index(MARKER_START), known_kommkz)
+
+
+def _parse_at(raw: str, start: int, known_kommkz: Container[int]) -> Bemerkung:
+    """The marker starting at ``start`` (malformed if there is none)."""
     slot = _SLOT_RE.match(raw, start)
     if slot:
         code = _parse_code(slot.group(1), known_kommkz)
-        if code is None:
+        if code == _INVALID:
             return _malformed(raw, "unknown kommKz in slot marker")
         return Bemerkung(
             MarkerKind.SLOT, raw, prefix=raw[:start], text=raw[slot.end() :], kommkz=code
@@ -122,7 +142,7 @@ def parse_bemerkung(
     if value is None:
         return _malformed(raw, "invalid base64 in marker")
     code = _parse_code(value_match.group(2), known_kommkz)
-    if code is None:
+    if code == _INVALID:
         return _malformed(raw, "unknown kommKz in marker")
     return Bemerkung(
         MarkerKind.VALUE,
@@ -134,15 +154,19 @@ def parse_bemerkung(
     )
 
 
-def render_value_marker(value: str, kommkz: int) -> str:
-    """``[ESPOCRM:<base64(value)>:<kommKz>]``."""
+def _code(kommkz: int | None) -> str:
+    return UNKNOWN_KIND if kommkz is None else str(kommkz)
+
+
+def render_value_marker(value: str, kommkz: int | None) -> str:
+    """``[ESPOCRM:<base64(value)>:<kommKz>]`` (``kommkz`` None: unknown kind, code ``?``)."""
     encoded = base64.b64encode(value.encode("utf-8")).decode("ascii")
-    return f"[ESPOCRM:{encoded}:{kommkz}]"
+    return f"[ESPOCRM:{encoded}:{_code(kommkz)}]"
 
 
-def render_slot_marker(kommkz: int) -> str:
-    """``[ESPOCRM-SLOT:<kommKz>]``."""
-    return f"[ESPOCRM-SLOT:{kommkz}]"
+def render_slot_marker(kommkz: int | None) -> str:
+    """``[ESPOCRM-SLOT:<kommKz>]`` (``kommkz`` None: unknown kind, code ``?``)."""
+    return f"[ESPOCRM-SLOT:{_code(kommkz)}]"
 
 
 def with_marker(parsed: Bemerkung, marker: str) -> str:

@@ -62,10 +62,10 @@ def test_seed_conflict_makes_both_sides_equal_and_only_then_clean(
     for komm_id in VAR4_IDS:  # the conflict trace: three Var4 entries -> three empty slots
         parsed = parse_bemerkung(by_id[komm_id]["bemerkung"])
         assert by_id[komm_id]["tlf"] == "" and parsed.is_slot, komm_id
-    # The trace's kinds: 1, 1, 6. With the GET defect (kommKz 0) the unmarked 149350 (stored
-    # as TelPrivat) can only be judged by its value, which looks like any phone number: 1.
+    # The trace's kinds: 1, 1, 6. With the GET defect (kommKz 0) the kinds of the unmarked
+    # 149343 and 149350 are unknown: their slots say "?" (reused by no kind), never a guess.
     kinds = [parse_bemerkung(by_id[i]["bemerkung"]).kommkz for i in VAR4_IDS]
-    assert kinds == ([1, 1, 1] if kommkz_defect else [1, 1, 6])
+    assert kinds == ([1, None, None] if kommkz_defect else [1, 1, 6])
     # 3 Var4 -> slot, plus EspoCRM's new office phone written into the free TelGesch slot.
     assert result.kommunikation_changes == 4
     assert by_id[149344]["tlf"] == "+49 30 1234567"

@@ -13,8 +13,10 @@ from include.beteiligte_sync.kommkz import (
     table_from_config,
 )
 from include.beteiligte_sync.kommunikation import (
+    Kind,
     find_empty_slot,
     is_sync_relevant,
+    resolve_kind,
     resolve_kommkz,
 )
 from include.beteiligte_sync.markers import (
@@ -111,14 +113,21 @@ def test_kind_detection_from_the_value(value: str, kommkz: int) -> None:
     assert detect_kommkz(value) == kommkz
 
 
-def test_kind_comes_from_marker_first_then_reported_then_value() -> None:
+def test_kind_comes_from_report_then_marker_else_it_is_unknown() -> None:
     marked = {"kommKz": 0, "tlf": "030 1", "bemerkung": render_value_marker("030 1", 6)}
     assert resolve_kommkz(marked) == 6
     typed_slot = {"kommKz": 0, "tlf": "030 1", "bemerkung": render_slot_marker(3)}
     assert resolve_kommkz(typed_slot) == 3
     assert resolve_kommkz({"kommKz": 9, "tlf": "030 1", "bemerkung": ""}) == 9
     assert resolve_kommkz({"kommKz": 0, "tlf": "a@b.de", "bemerkung": ""}) == 4
-    assert resolve_kommkz({"kommKz": 0, "tlf": "030 1", "bemerkung": "[ESPOCRM:x"}) == 1
+    # Unknown kind (reported 0, no readable marker): routed by form, never as TelGesch.
+    damaged = {"kommKz": 0, "tlf": "030 1", "bemerkung": "[ESPOCRM:x"}
+    assert resolve_kommkz(damaged) == 10
+    assert resolve_kind(damaged) == Kind(10, known=False)
+    # Advoware's report (not 0) beats a marker's kind.
+    assert resolve_kind({"kommKz": 2, "tlf": "030 1", "bemerkung": render_slot_marker(1)}) == Kind(
+        2, known=True
+    )
 
 
 def test_espocrm_homes_follow_the_table() -> None:

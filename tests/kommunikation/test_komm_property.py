@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from include.beteiligte_sync.kommkz import DEFAULT_TABLE, normalise_value
@@ -126,6 +126,21 @@ def test_one_sync_makes_both_sides_equal_and_a_second_plans_nothing(data: dict[s
 
 @settings(max_examples=200, deadline=None)
 @given(scenario, st.sampled_from(["to_advoware", "to_espocrm"]))
+@example(  # found by hypothesis: restoring '030 1' into 2 while 3 was changed into '030 1'
+    {
+        "advoware": [
+            {"kommKz": 1, "tlf": "030 2", "bemerkung": ""},
+            {"kommKz": 1, "tlf": "", "bemerkung": "[ESPOCRM:MDMwIDE=:1]"},
+            {"kommKz": 1, "tlf": "030 1", "bemerkung": "[ESPOCRM:MDMwIDI=:1]"},
+        ],
+        "emails": [],
+        "phones": [("030 1", "Office"), ("030 2", "Office")],
+        "espocrm_wins": False,
+        "initial": False,
+        "kommkz_zero_defect": False,
+    },
+    "to_advoware",
+)
 def test_one_way_sync_is_idempotent_and_fills_the_target(
     data: dict[str, Any], direction: str
 ) -> None:

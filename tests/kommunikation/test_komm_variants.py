@@ -224,7 +224,8 @@ def test_direction_to_espocrm_does_not_write_espocrm_values_to_advoware() -> Non
     )
     plan = sync_once(pair, entity_id, BETNR, direction="to_espocrm", espocrm_wins=True)
     assert not any(isinstance(op, CreateKommunikation | MakeEmptySlot) for op in plan.advoware_ops)
-    assert espo_values(pair, entity_id) == {("email", "a@example.org"), ("Office", "030 1")}
+    # Unmarked, reported as kommKz 0: kind unknown, so "Other" (never "Office").
+    assert espo_values(pair, entity_id) == {("email", "a@example.org"), ("Other", "030 1")}
     espo, advo = pair.espocrm.record(entity_id), pair.advoware.party(BETNR)
     assert compare_kommunikation(espo, advo, direction="to_espocrm") == []
     assert plan_now(pair, entity_id, BETNR, direction="to_espocrm").is_empty
@@ -241,16 +242,18 @@ def test_new_party_gets_every_espocrm_value_created() -> None:
     assert plan.changes == 2
 
 
-def test_malformed_marker_keeps_the_users_text_and_does_not_crash() -> None:
+def test_malformed_marker_is_re_marked_keeping_the_users_text() -> None:
     broken = "[ESPOCRM:!!kaputt!!:1] bitte nicht löschen"
     pair, entity_id = make_pair(
         [{"id": 1, "kommKz": 1, "tlf": "030 1", "bemerkung": broken}], phones=[]
     )
     plan = sync_once(pair, entity_id, BETNR)
-    assert entries(pair)[1]["bemerkung"] == broken
+    # The GET reports kommKz 0 and the damaged marker names no kind: unknown, "?" and "Other".
+    assert entries(pair)[1]["bemerkung"] == "[ESPOCRM:MDMwIDE=:?] " + broken
     assert entries(pair)[1]["tlf"] == "030 1"
-    assert espo_values(pair, entity_id) == {("Office", "030 1")}
+    assert espo_values(pair, entity_id) == {("Other", "030 1")}
     assert plan.warnings and "invalid base64" in plan.warnings[0]
+    assert "re-marked" in plan.warnings[0]
     assert "030" not in " ".join(plan.warnings)
     assert_settled(pair, entity_id)
 
