@@ -157,6 +157,7 @@ def validate_unit(unit: WorkUnit, params: Mapping[str, Any]) -> dict[str, Any]:
         )
         for entity_id in unit["entity_ids"]
     ]
+    results = engine.confirm_deletions(results, espocrm, clock=utc_now, settings=SETTINGS, log=log)
     return {
         "label": unit["label"],
         "results": [result.to_dict() for result in results],

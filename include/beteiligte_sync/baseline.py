@@ -38,6 +38,8 @@ class Baseline:
     pending: Canonical = field(default_factory=dict)
     #: fingerprint of the conflict Note already posted for the current differences
     noted: str | None = None
+    #: when Advoware first answered 404 for the party (a second look in a later run decides)
+    gone: str | None = None
 
 
 def read(record: Mapping[str, Any]) -> Baseline:
@@ -53,7 +55,10 @@ def read(record: Mapping[str, Any]) -> Baseline:
     if not isinstance(data, dict):
         return Baseline(None)
     noted = data.get("noted") if isinstance(data.get("noted"), str) else None
-    return Baseline(_canonical(data.get("values")), _canonical(data.get("pending")) or {}, noted)
+    gone = data.get("gone") if isinstance(data.get("gone"), str) else None
+    return Baseline(
+        _canonical(data.get("values")), _canonical(data.get("pending")) or {}, noted, gone
+    )
 
 
 def _canonical(value: object) -> Canonical | None:
@@ -65,12 +70,17 @@ def _canonical(value: object) -> Canonical | None:
 
 
 def render(
-    values: Mapping[str, Any],
+    values: Mapping[str, Any] | None,
     pending: Mapping[str, Any] | None = None,
     noted: str | None = None,
+    gone: str | None = None,
 ) -> str:
     """The JSON text for ``syncBaseline`` (compact, stable key order)."""
-    data: dict[str, Any] = {"values": {name: values.get(name) for name in FIELD_NAMES}}
+    data: dict[str, Any] = {
+        "values": None if values is None else {name: values.get(name) for name in FIELD_NAMES}
+    }
+    if gone:
+        data["gone"] = gone
     if pending:
         data["pending"] = {name: pending[name] for name in FIELD_NAMES if name in pending}
     if noted:
@@ -84,6 +94,12 @@ def with_noted(record: Mapping[str, Any], noted: str) -> str | None:
     if current.values is None:
         return None
     return render(current.values, current.pending, noted)
+
+
+def with_gone(record: Mapping[str, Any], gone: str) -> str:
+    """The record's ``syncBaseline`` noting that Advoware answered 404 at ``gone``."""
+    current = read(record)
+    return render(current.values, current.pending, current.noted, gone)
 
 
 def fingerprint(note: str) -> str:

@@ -27,6 +27,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("permanently_failed", "permanently failed"),
     ("validation_failed", "validation failures"),
     ("deleted_in_advoware", "deleted in Advoware"),
+    ("not_found_once", "not found in Advoware once (looked at again)"),
+    ("not_found_unconfirmed", "not found, not marked (too many 404s)"),
     ("skipped_locked", "skipped: locked"),
     ("skipped_backoff", "skipped: backoff"),
     ("dry_run", "dry run (planned only)"),
@@ -137,6 +139,12 @@ def build_report(
 def _add_threshold_warnings(
     report: RunReport, permanently_failed: int | None, validation_failures: int | None
 ) -> None:
+    unconfirmed = report.counts.get("not_found_unconfirmed", 0)
+    if unconfirmed:
+        report.warnings.append(
+            f"{unconfirmed} parties answered 404 in Advoware where (almost) no party could be "
+            "read: a wrong base URL or route? None was marked deleted_in_advoware"
+        )
     pf = report.counts.get("permanently_failed", 0)
     if permanently_failed is not None and pf > permanently_failed:
         report.warnings.append(f"{pf} entities permanently failed (threshold {permanently_failed})")

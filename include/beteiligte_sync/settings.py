@@ -21,6 +21,11 @@ class SyncSettings:
         entities (oldest ``advowareLastSync`` first) to catch changes made in Advoware.
     :param clean_batch: how many ``clean`` entities to re-check when no ``limit`` is given. The
         default re-checks 10,000 entities at least once a day at 96 runs a day (10,000 / 96 = 105).
+    :param not_found_limit: a unit in which more parties than this (and more than half of its
+        parties) answer 404 is taken for a wrong route or base URL: no deletion is confirmed.
+    :param deleted_recheck_batch: ``deleted_in_advoware`` parties a scheduled run looks at again
+        (a party restored in Advoware comes back), those looked at longest ago first ...
+    :param deleted_recheck_days: ... and only once this many days have passed since.
     :param alert_permanently_failed: the run report warns above this many permanently failed.
     :param alert_validation_failures: the run report warns above this many validation failures.
     :param create_pending_grace: clock skew allowed when adopting a party from an interrupted
@@ -34,5 +39,8 @@ class SyncSettings:
     clean_share: float = 0.2
     clean_batch: int = 120
     create_pending_grace: timedelta = timedelta(minutes=5)
+    not_found_limit: int = 10
+    deleted_recheck_batch: int = 10
+    deleted_recheck_days: int = 7
     alert_permanently_failed: int = 10
     alert_validation_failures: int = 5

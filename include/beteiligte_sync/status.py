@@ -50,6 +50,8 @@ class Outcome(StrEnum):
     MERGED = "merged"  # each side changed other fields; each copied to the other side
     NO_CHANGE = "no_change"
     DELETED_IN_ADVOWARE = "deleted_in_advoware"
+    NOT_FOUND_ONCE = "not_found_once"  # first 404: a second look in a later run decides
+    NOT_FOUND_UNCONFIRMED = "not_found_unconfirmed"  # 404 again, but so many: nothing marked
     FAILED = "failed"
     PERMANENTLY_FAILED = "permanently_failed"
     SKIPPED_LOCKED = "skipped_locked"

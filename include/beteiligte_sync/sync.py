@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from include.beteiligte_sync import baseline, mapping, planner, status
@@ -33,6 +33,7 @@ __all__ = [
     "EntityResult",
     "Planning",
     "candidate_filters",
+    "confirm_deletions",
     "plan_entity",
     "records_by_id",
     "reset_due_permanently_failed",
@@ -74,6 +75,8 @@ class EntityResult:
     lock_token: str | None = None
     espocrm_version: int | None = None
     expected_hash: str | None = None
+    #: Advoware answered 404 a second time: marked at the end of the unit (confirm_deletions)
+    confirm_deletion: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for XCom."""
@@ -182,7 +185,7 @@ def _sync_entity(
             record, espocrm, advoware, direction=direction, now=now, settings=settings
         )
     except NotFound:
-        return _mark_deleted(record, espocrm, now, dry_run, log)
+        return _not_found(record, espocrm, now, dry_run, settings, log)
     except GoneInEspoCrm as exc:
         log.warning("entity %s: %s", entity_id, exc)
         return EntityResult(entity_id, record.get("betnr"), Outcome.FAILED.value, error=str(exc))
@@ -369,24 +372,120 @@ def _result(plan: Plan, outcome: str, **kw: Any) -> EntityResult:
     )
 
 
-def _mark_deleted(
-    record: Record, espocrm: EspoCrmClient, now: datetime, dry_run: bool, log: logging.Logger
+def _not_found(
+    record: Record,
+    espocrm: EspoCrmClient,
+    now: datetime,
+    dry_run: bool,
+    settings: SyncSettings,
+    log: logging.Logger,
 ) -> EntityResult:
+    """Advoware answered 404 for the party's betnr. A 404 is a deletion only when a second
+    look in a later run confirms it (a proxy or a wrong base URL answers 404 too): the first
+    look records the time and retries like a failure; the second is confirmed at the end of
+    its unit (:func:`confirm_deletions`), unless the whole unit looks misrouted."""
     entity_id, betnr = str(record["id"]), int(record["betnr"])
-    log.warning(
-        "entity %s: Advoware party %s not found (404), marked, nothing deleted", entity_id, betnr
-    )
-    outcome = Outcome.DELETED_IN_ADVOWARE.value
+    gone = baseline.read(record).gone
+    already = status.current_status(record) is SyncStatus.DELETED_IN_ADVOWARE
     if dry_run:
-        return EntityResult(entity_id, betnr, Outcome.DRY_RUN.value, plan_text=outcome)
-    data = status.deleted(record, now, betnr)
+        text = "deleted_in_advoware" if gone or already else "not found once (404)"
+        return EntityResult(entity_id, betnr, Outcome.DRY_RUN.value, plan_text=text)
+    if gone or already:
+        log.warning("entity %s: Advoware party %s not found again (404)", entity_id, betnr)
+        return EntityResult(
+            entity_id, betnr, Outcome.DELETED_IN_ADVOWARE.value, confirm_deletion=True
+        )
+    log.warning("entity %s: Advoware party %s not found (404), looked at again", entity_id, betnr)
+    message = (
+        f"Advoware answered 404 (not found) for party {betnr}. The next run looks again; if it "
+        "is still not found, the entity is marked deleted_in_advoware (nothing is deleted)."
+    )
+    data = _failure_fields(record, now, message, settings)
+    data["syncBaseline"] = baseline.with_gone(record, format_espocrm(now))
     try:
         espocrm.update_beteiligte(entity_id, data, version_number=record.get("versionNumber"))
     except Conflict:
         return EntityResult(entity_id, betnr, Outcome.CHANGED_DURING_SYNC.value)
     return EntityResult(
-        entity_id, betnr, outcome, status=data["syncStatus"], error=data["syncErrorMessage"]
+        entity_id, betnr, Outcome.NOT_FOUND_ONCE.value, status=data["syncStatus"], error=message
     )
+
+
+def confirm_deletions(
+    results: list[EntityResult],
+    espocrm: EspoCrmClient,
+    *,
+    clock: Clock,
+    settings: SyncSettings | None = None,
+    log: logging.Logger = LOG,
+) -> list[EntityResult]:
+    """Mark the parties whose 404 a second look confirmed ``deleted_in_advoware`` (nothing is
+    deleted anywhere), unless the unit looks misrouted: no party of it could be read from
+    Advoware while several were looked at, or more than ``not_found_limit`` (and more than
+    half) answered 404. Then none is marked, and the report alerts."""
+    settings = settings or SyncSettings()
+    pending = [r for r in results if r.confirm_deletion]
+    if not pending:
+        return results
+    not_found = sum(r.confirm_deletion or r.outcome == Outcome.NOT_FOUND_ONCE for r in results)
+    readable = any(r.outcome in _ADVOWARE_READ for r in results)
+    misrouted = (not readable and len(results) > 1) or (
+        not_found > settings.not_found_limit and not_found * 2 > len(results)
+    )
+    if misrouted:
+        log.error(
+            "%d of %d parties answered 404 in Advoware: a wrong base URL or route? "
+            "None is marked deleted_in_advoware",
+            not_found,
+            len(results),
+        )
+    now = clock()
+    for result in pending:
+        result.confirm_deletion = False
+        if misrouted:
+            result.outcome = Outcome.NOT_FOUND_UNCONFIRMED.value
+            continue
+        _confirm_deletion(result, espocrm, now, log)
+    return results
+
+
+#: Outcomes that mean Advoware answered the party GET with a party.
+_ADVOWARE_READ = frozenset(
+    o.value
+    for o in (
+        Outcome.NO_CHANGE,
+        Outcome.ESPOCRM_NEWER,
+        Outcome.ADVOWARE_NEWER,
+        Outcome.MERGED,
+        Outcome.CONFLICT,
+        Outcome.CLEAN,
+        Outcome.VALIDATION_FAILED,
+    )
+)
+
+
+def _confirm_deletion(
+    result: EntityResult, espocrm: EspoCrmClient, now: datetime, log: logging.Logger
+) -> None:
+    try:
+        record = espocrm.get_beteiligte(result.entity_id)
+        data = status.deleted(record, now, int(result.betnr or 0))
+        espocrm.update_beteiligte(
+            result.entity_id, data, version_number=record.get("versionNumber")
+        )
+    except Conflict:
+        result.outcome = Outcome.CHANGED_DURING_SYNC.value
+        return
+    except ApiError as exc:
+        log.error("entity %s: could not mark deleted: %s", result.entity_id, type(exc).__name__)
+        result.outcome, result.error = Outcome.FAILED.value, describe_error(exc)
+        return
+    log.warning(
+        "entity %s: Advoware party %s not found twice: marked deleted_in_advoware, nothing deleted",
+        result.entity_id,
+        result.betnr,
+    )
+    result.status, result.error = data["syncStatus"], data["syncErrorMessage"]
 
 
 def _fail_unlocked(
@@ -782,7 +881,7 @@ def _validate_entity(
             return _release_edited(record, advo, written, espocrm, log)
         diffs = planner.differences(record, advo, direction=direction)
     except NotFound:
-        return _mark_deleted(record, espocrm, now, False, log)
+        return _not_found(record, espocrm, now, False, settings, log)
     except Exception as exc:
         return _write_validation(
             record,
@@ -983,7 +1082,36 @@ def select_candidates(
     clean = espocrm.iter_beteiligte(
         clean_filters(), order_by="advowareLastSync", order="asc", limit=clean_quota
     )
-    return work + list(clean)
+    return work + list(clean) + _deleted_to_recheck(espocrm, clock(), settings)
+
+
+def _deleted_to_recheck(
+    espocrm: EspoCrmClient, now: datetime, settings: SyncSettings
+) -> list[Record]:
+    """A few ``deleted_in_advoware`` parties not looked at for days: one restored in Advoware
+    comes back."""
+    if settings.deleted_recheck_batch <= 0:
+        return []
+    before = format_espocrm(now - timedelta(days=settings.deleted_recheck_days))
+    where: list[WhereItem] = [
+        {
+            "type": "equals",
+            "attribute": "syncStatus",
+            "value": SyncStatus.DELETED_IN_ADVOWARE.value,
+        },
+        {
+            "type": "or",
+            "value": [
+                {"type": "isNull", "attribute": "advowareLastSync"},
+                {"type": "before", "attribute": "advowareLastSync", "value": before},
+            ],
+        },
+    ]
+    return list(
+        espocrm.iter_beteiligte(
+            where, order_by="advowareLastSync", order="asc", limit=settings.deleted_recheck_batch
+        )
+    )
 
 
 def sync_all(
@@ -1022,7 +1150,7 @@ def sync_all(
                 log=log,
             )
         )
-    return results
+    return confirm_deletions(results, espocrm, clock=clock, settings=settings, log=log)
 
 
 #: Ids per list call when a unit fetches its records (EspoCRM's maxSize limit; the hook cuts
@@ -1107,4 +1235,4 @@ def sync_unit(
                     log=log,
                 )
             )
-    return results
+    return confirm_deletions(results, espocrm, clock=clock, settings=settings, log=log)

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from include.beteiligte_sync.errors import ServerError
+from include.beteiligte_sync.errors import NotFound, ServerError
+from include.beteiligte_sync.report import build_report
 from include.beteiligte_sync.sync import (
     EntityResult,
     reset_due_permanently_failed,
@@ -202,14 +203,67 @@ def test_unknown_direction_is_refused(pair: FakePair) -> None:
         run(pair, entity_id, direction="sideways")
 
 
-def test_deleted_in_advoware_is_marked_and_nothing_deleted(pair: FakePair) -> None:
+def _run_all(pair: FakePair, *ids: str) -> dict[str, EntityResult]:
+    results = sync_all(pair.espocrm, pair.advoware, clock=pair.clock, entity_ids=list(ids))
+    return {r.entity_id: r for r in results}
+
+
+def test_deleted_in_advoware_is_marked_on_the_second_look_and_nothing_deleted(
+    pair: FakePair,
+) -> None:
     entity_id, betnr = linked_pair(pair)
     pair.advoware.delete_as_person(betnr)
-    result = run(pair, entity_id)
+
+    first = _run_all(pair, entity_id)[entity_id]
     stored = pair.espocrm.record(entity_id)
-    assert result.outcome == "deleted_in_advoware"
+    assert (first.outcome, stored["syncStatus"]) == ("not_found_once", "failed")
+    assert "404" in stored["syncErrorMessage"] and "looks again" in stored["syncErrorMessage"]
+
+    pair.clock.advance(minutes=2)
+    second = _run_all(pair, entity_id)[entity_id]
+    stored = pair.espocrm.record(entity_id)
+    assert (second.outcome, second.status) == ("deleted_in_advoware", "deleted_in_advoware")
     assert stored["syncStatus"] == "deleted_in_advoware" and stored["name"] == "Mustermann"
-    assert stored["betnr"] == betnr
+    assert stored["betnr"] == betnr and stored["syncLockToken"] is None
+
+
+def test_a_404_glitch_between_two_good_looks_marks_nothing(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.fail_on("get_beteiligte", NotFound("proxy says 404", status=404))
+
+    assert _run_all(pair, entity_id)[entity_id].outcome == "not_found_once"
+    pair.clock.advance(minutes=2)
+    again = _run_all(pair, entity_id)[entity_id]
+
+    assert (again.outcome, again.status) == ("no_change", "clean")
+    assert pair.advoware.party(betnr)["name"] == "Mustermann"
+
+
+def test_many_404s_at_once_mark_nothing_and_the_report_alerts(pair: FakePair) -> None:
+    ids = [linked_pair(pair, name=f"Partei {n}")[0] for n in range(12)]
+    pair.advoware.fail_on("get_beteiligte", NotFound("wrong route", status=404), times=None)
+
+    for _ in range(3):
+        results = list(_run_all(pair, *ids).values())
+        pair.clock.advance(minutes=20)
+
+    assert {r.outcome for r in results} == {"not_found_unconfirmed"}
+    assert all(pair.espocrm.record(i)["syncStatus"] != "deleted_in_advoware" for i in ids)
+    report = build_report(r.to_dict() for r in results)
+    assert any("wrong base URL or route" in w for w in report.warnings), report.warnings
+
+
+def test_a_party_restored_in_advoware_comes_back(pair: FakePair) -> None:
+    entity_id, betnr = linked_pair(pair)
+    pair.espocrm.edit_as_person(
+        entity_id, {"syncStatus": "deleted_in_advoware", "advowareLastSync": None}
+    )
+    pair.clock.advance(days=8)
+
+    results = sync_all(pair.espocrm, pair.advoware, clock=pair.clock)  # a scheduled run
+
+    assert [r.status for r in results if r.entity_id == entity_id] == ["clean"]
+    assert pair.espocrm.record(entity_id)["betnr"] == betnr
 
 
 def test_dry_run_writes_nothing_and_masks_values(pair: FakePair) -> None:
