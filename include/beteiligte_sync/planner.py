@@ -29,28 +29,28 @@ from include.beteiligte_sync.ops import (
     UpdateAdvowareBeteiligte,
     UpdateEspoCrm,
 )
+from include.beteiligte_sync.options import Direction
 from include.beteiligte_sync.plan import Plan
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.status import Outcome
 from include.beteiligte_sync.timefmt import format_iso_utc, parse_advoware, parse_iso_utc
 
-DIRECTIONS = ("both", "to_advoware", "to_espocrm")
+DIRECTIONS = tuple(d.value for d in Direction)
 
 
-def check_direction(direction: str) -> None:
-    """Raise ValueError for an unknown direction (a caller error, not an entity error)."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+def check_direction(direction: str) -> Direction:
+    """The direction named ``direction``; ValueError (a caller error, not an entity error)."""
+    return Direction.of(direction)
 
 
 def may_write_advoware(direction: str) -> bool:
     """True if the direction allows writing to Advoware."""
-    return direction in ("both", "to_advoware")
+    return direction in (Direction.BOTH, Direction.TO_ADVOWARE)
 
 
 def may_write_espocrm(direction: str) -> bool:
     """True if the direction allows writing business data to EspoCRM."""
-    return direction in ("both", "to_espocrm")
+    return direction in (Direction.BOTH, Direction.TO_ESPOCRM)
 
 
 @dataclass

@@ -48,6 +48,8 @@ class RunReport:
     api_calls: dict[str, int]
     entities: int
     warnings: list[str] = field(default_factory=list)
+    #: per entity, what the sync noticed and mended (no alert): "entity <id>: <text>"
+    notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (the report task's XCom)."""
@@ -74,6 +76,10 @@ class RunReport:
                 lines.append(f"  {item['entity_id']}  betnr {betnr}  {item['outcome']}: {error}")
         for warning in self.warnings:
             lines.append(f"WARNING: {warning}")
+        if self.notices:
+            lines.append("")
+            lines.append(f"Noticed and mended ({len(self.notices)}):")
+            lines += [f"  {notice}" for notice in self.notices]
         return "\n".join(lines)
 
 
@@ -108,9 +114,11 @@ def build_report(
     counts: Counter[str] = Counter()
     failures: list[dict[str, Any]] = []
     entities = 0
+    notices: list[str] = []
     for result in results:
         entities += 1
         outcome = str(result.get("outcome"))
+        notices += [f"entity {result['entity_id']}: {w}" for w in result.get("warnings") or []]
         counts[outcome] += 1
         validated = result.get("validated")
         if validated:
@@ -130,7 +138,11 @@ def build_report(
             )
     counts["resets"] = resets
     report = RunReport(
-        counts=dict(counts), failures=failures, api_calls=dict(api_calls or {}), entities=entities
+        counts=dict(counts),
+        failures=failures,
+        api_calls=dict(api_calls or {}),
+        entities=entities,
+        notices=notices,
     )
     _add_threshold_warnings(report, permanently_failed_threshold, validation_failure_threshold)
     return report

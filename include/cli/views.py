@@ -30,9 +30,9 @@ from include.beteiligte_sync.monitoring import (
     status_where,
 )
 from include.beteiligte_sync.plan import render
+from include.beteiligte_sync.results import EntityResult, describe_error
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.status import Outcome, SyncStatus
-from include.beteiligte_sync.sync import EntityResult, describe_error
 
 #: The sync bookkeeping fields of CBeteiligte (SPEC §4), in display order.
 BOOKKEEPING = (
@@ -274,10 +274,13 @@ def _bookkeeping(
 def _plan_dict(planning: Planning, betnr: Any, show_values: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"skip": planning.skip, "error": None, "outcome": None, "ops": 0}
     if planning.deleted:
-        out["outcome"] = "deleted_in_advoware"
-        out["text"] = f"Advoware party {betnr} not found (404): would be marked, nothing deleted"
+        out["outcome"] = Outcome.NOT_FOUND_ONCE.value
+        out["text"] = (
+            f"Advoware party {betnr} not found (404): a second look in a later run marks it "
+            "deleted_in_advoware; nothing is deleted"
+        )
     elif planning.error is not None:
-        out["outcome"] = "failed"
+        out["outcome"] = Outcome.FAILED.value
         out["error"] = planning.error if show_values else mask_error_message(planning.error)
         out["text"] = f"would fail: {out['error']}"
     elif planning.planned is not None:

@@ -52,6 +52,7 @@ from include.beteiligte_sync import sync as engine
 from include.beteiligte_sync.clients import EspoCrmClient, Record
 from include.beteiligte_sync.fanout import API_CONCURRENCY, WorkUnit, split_into_units
 from include.beteiligte_sync.settings import SyncSettings
+from include.beteiligte_sync.status import SyncStatus
 from sandbox.admin import SandboxAdmin
 from sandbox.generate import generate_scenario
 
@@ -394,7 +395,7 @@ def synced_template(
     pairs = [
         {"record": record, "party": parties[record["betnr"]]}
         for record in state["espocrm"]["CBeteiligte"]
-        if record.get("syncStatus") == "clean" and record.get("betnr") in parties
+        if record.get("syncStatus") == SyncStatus.CLEAN and record.get("betnr") in parties
     ]
     if not any(_has_phone(pair["record"]) for pair in pairs):
         raise RuntimeError("the synced template has no party with a phone number")
@@ -422,11 +423,13 @@ def build_world(
         source = with_phone if group == "kommunikation" else template
         record, party = _copy_pair(source[index % len(source)], index)
         if group == "stammdaten":
-            record.update(name=f"{record['name']} jun.", syncStatus="dirty", modifiedAt=stamp)
+            record.update(
+                name=f"{record['name']} jun.", syncStatus=SyncStatus.DIRTY.value, modifiedAt=stamp
+            )
         elif group == "kommunikation":
             phone = record["phoneNumberData"][0]
             phone["phoneNumber"] = f"+49 30 {5000000 + index}"
-            record.update(syncStatus="dirty", modifiedAt=stamp)
+            record.update(syncStatus=SyncStatus.DIRTY.value, modifiedAt=stamp)
         groups[group].append(record["id"])
         records.append(record)
         parties.append(party)

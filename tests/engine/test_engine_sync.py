@@ -559,7 +559,7 @@ def test_a_long_unit_validates_what_it_wrote_before_its_locks_age(
     for entity_id in (first, second):
         pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
     ticks = iter([0.0, 0.0, 400.0])  # the unit starts, entity 1, entity 2 six minutes later
-    monkeypatch.setattr("include.beteiligte_sync.sync.time.monotonic", lambda: next(ticks))
+    monkeypatch.setattr("include.beteiligte_sync.runs.time.monotonic", lambda: next(ticks))
 
     results = sync_unit([first, second], pair.espocrm, pair.advoware, clock=pair.clock)
 
@@ -635,3 +635,50 @@ def test_a_field_advoware_ignores_fails_validation_without_notes_or_conflicts(
     assert all(outcome != "conflict" for outcome, _ in outcomes), outcomes
     assert pair.espocrm.notes_for(entity_id) == []
     assert pair.espocrm.record(entity_id)["titel"] == "Prof."  # the person's value stays
+
+
+def test_a_damaged_marker_is_mended_and_said_on_the_party_and_in_the_report(
+    pair: FakePair,
+) -> None:
+    entity_id, betnr = linked_pair(
+        pair, phoneNumberData=[{"phoneNumber": "+49 30 1234", "type": "Office"}]
+    )
+    (entry,) = pair.advoware.party(betnr)["kommunikation"]
+    pair.advoware.edit_kommunikation_as_person(betnr, entry["id"], {"bemerkung": "[ESPOCRM:Zz"})
+    pair.clock.advance(minutes=30)
+
+    (result,) = sync_all(pair.espocrm, pair.advoware, clock=pair.clock, entity_ids=[entity_id])
+
+    stored = pair.espocrm.record(entity_id)
+    assert stored["syncStatus"] == "clean"
+    assert (
+        stored["syncErrorMessage"].startswith("Warning: ")
+        and "re-marked" in stored["syncErrorMessage"]
+    )
+    report = build_report([result.to_dict()])
+    assert [n for n in report.notices if entity_id in n and "re-marked" in n]
+    assert not report.warnings  # mended, not an alert
+    assert "+49" not in report.render()
+
+
+def test_an_entry_deleted_in_advoware_is_removed_in_espocrm_not_created_again(
+    pair: FakePair,
+) -> None:
+    phones = [
+        {"phoneNumber": "+49 30 1234", "type": "Office"},
+        {"phoneNumber": "+49 30 5678", "type": "Office"},
+    ]
+    entity_id, betnr = linked_pair(pair, phoneNumberData=phones)
+    party = pair.advoware.parties[betnr]
+    party["kommunikation"] = [k for k in party["kommunikation"] if k["tlf"] != "+49 30 5678"]
+    pair.advoware.edit_as_person(betnr, {"titel": "Dr."})  # a person's save in Advoware
+    pair.clock.advance(minutes=30)
+
+    (result,) = sync_all(pair.espocrm, pair.advoware, clock=pair.clock, entity_ids=[entity_id])
+
+    assert result.status == "clean"
+    phones_now = [p["phoneNumber"] for p in pair.espocrm.record(entity_id)["phoneNumberData"]]
+    assert phones_now == ["+49 30 1234"]
+    assert [k["tlf"] for k in pair.advoware.party(betnr)["kommunikation"] if k["tlf"]] == [
+        "+49 30 1234"
+    ]
