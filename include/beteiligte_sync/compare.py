@@ -97,7 +97,10 @@ class Comparison:
 def has_baseline(record: Mapping[str, Any]) -> bool:
     """True if the record carries the baseline of a past success or of a create of ours (the
     ``syncedHash``; ``advowareRowId`` may be missing when the party could not be read back)."""
-    return bool(record.get("syncedHash")) and not _is_pending(record.get("advowareRowId"))
+    if _is_pending(record.get("advowareRowId")):
+        return False
+    # syncBaseline alone: a first sync whose lock recorded its decision (kept across retries)
+    return bool(record.get("syncedHash")) or baseline.read(record).values is not None
 
 
 def _is_pending(row_id: object) -> bool:

@@ -682,3 +682,42 @@ def test_an_entry_deleted_in_advoware_is_removed_in_espocrm_not_created_again(
     assert [k["tlf"] for k in pair.advoware.party(betnr)["kommunikation"] if k["tlf"]] == [
         "+49 30 1234"
     ]
+
+
+def _first_sync_pair(pair: FakePair) -> tuple[str, int]:
+    """A party linked by hand in both systems, never synced: Advoware's name is newer."""
+    party = pair.advoware.load({"name": "Neuer Name GmbH", "rechtsform": "GmbH"})
+    pair.clock.advance(minutes=5)
+    record = pair.espocrm.create_as_person(
+        {"name": "Alter Name GmbH", "rechtsform": "GmbH", "betnr": party["betNr"]}
+    )
+    # EspoCRM's record is older than Advoware's change (seed #11 decides by the timestamps)
+    pair.espocrm.records[record["id"]]["modifiedAt"] = "2026-02-08 08:00:00"
+    return record["id"], int(party["betNr"])
+
+
+def test_a_first_sync_keeps_its_decision_across_a_failed_attempt(pair: FakePair) -> None:
+    entity_id, betnr = _first_sync_pair(pair)
+    # the EspoCRM write of Advoware's newer name fails once; the failure write moves modifiedAt
+    pair.espocrm.fail_on("update_beteiligte", ServerError("down"), skip=1)
+
+    first = run(pair, entity_id)
+    assert first.status == "failed"
+    pair.clock.advance(minutes=2)
+    again = run(pair, entity_id)
+
+    assert (again.outcome, again.status) == ("advoware_newer", "clean")
+    assert pair.espocrm.record(entity_id)["name"] == "Neuer Name GmbH"
+    assert pair.advoware.party(betnr)["name"] == "Neuer Name GmbH"
+
+
+def test_what_a_first_sync_overwrites_in_advoware_is_noted(pair: FakePair) -> None:
+    entity_id, betnr = _first_sync_pair(pair)
+    pair.espocrm.records[entity_id]["modifiedAt"] = "2026-02-08 23:00:00"  # EspoCRM is newer
+
+    result = run(pair, entity_id)
+
+    assert (result.outcome, result.status) == ("espocrm_newer", "clean")
+    assert pair.advoware.party(betnr)["name"] == "Alter Name GmbH"
+    (note,) = pair.espocrm.notes_for(entity_id)
+    assert "name: 'Neuer Name GmbH' -> 'Alter Name GmbH'" in note
