@@ -31,7 +31,7 @@ from hooks.advoware import (
 from hooks.espocrm import ENTITY_PATH, NOTE_PATH, RECORD_PATH, EspoCrmHook
 
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
-from include.beteiligte_sync.errors import AuthFailed, RateLimited, ServerError
+from include.beteiligte_sync.errors import AuthFailed, NotFound, RateLimited, ServerError
 from sandbox.admin import SandboxAdmin
 from sandbox.server import Sandbox
 from tests.fakes import FakeClock, FakePair
@@ -46,6 +46,15 @@ ADVOWARE_METHODS = (
     "update_kommunikation",
 )
 FAULT_KINDS = ("server_error", "timeout", "rate_limited", "token_expiry", "lost_response", "crash")
+#: Advoware answers 404 for a party that exists (a proxy, a glitch): ``get_beteiligte`` only.
+NOT_FOUND = "not_found"
+#: The Advoware methods that write (a lost answer: performed, then no answer).
+ADVOWARE_WRITES = (
+    "create_beteiligte",
+    "update_beteiligte",
+    "create_kommunikation",
+    "update_kommunikation",
+)
 
 
 class Crash(BaseException):
@@ -105,6 +114,14 @@ class World(Protocol):
         """A person changes (``komm_id``) or adds (``None``) a Kommunikation in Advoware."""
         ...
 
+    def advo_delete_komm(self, betnr: int, komm_id: int) -> None:
+        """A person deletes a Kommunikation entry in Advoware's own program (the API cannot)."""
+        ...
+
+    def ignore_on_put(self, fields: frozenset[str]) -> None:
+        """From now on Advoware silently ignores ``fields`` in a party PUT (seed #13)."""
+        ...
+
     def arm(self, fault: Fault) -> None:
         """Inject a fault."""
         ...
@@ -131,6 +148,8 @@ def _fault_error(kind: str, request: str) -> Exception:
         return ServerError("no response (timeout)", status=None, request=request)
     if kind == "rate_limited":
         return RateLimited("rate limited", status=429, retry_after=1, request=request)
+    if kind == NOT_FOUND:
+        return NotFound("not found (glitch)", status=404, request=request)
     if kind == "token_expiry":
         # The hook renews an expired token once; a refused renewal reaches the engine as this.
         return AuthFailed("token expired and renewal refused", status=401, request=request)
@@ -145,6 +164,8 @@ class FaultyClient:
         self._side = side
         self._armed: list[_Armed] = []
         self.fired = 0
+        #: fields ``update_beteiligte`` drops from its body (a field the server ignores on PUT)
+        self.ignored_fields: frozenset[str] = frozenset()
 
     def arm(self, fault: Fault) -> None:
         """Add a fault for one of this client's methods."""
@@ -172,6 +193,9 @@ class FaultyClient:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if name == "update_beteiligte" and self.ignored_fields and len(args) >= 2:
+                body = {k: v for k, v in dict(args[1]).items() if k not in self.ignored_fields}
+                args = (args[0], body, *args[2:])
             fault = self._due(name)
             request = f"{self._side}.{name}"
             if fault is None:
@@ -230,6 +254,14 @@ class FakeWorld:
     def advo_komm(self, betnr: int, komm_id: int | None, fields: Mapping[str, Any]) -> None:
         self.pair.advoware.edit_kommunikation_as_person(betnr, komm_id, fields)
 
+    def advo_delete_komm(self, betnr: int, komm_id: int) -> None:
+        server = self.pair.advoware.server
+        edit = {"betNr": betnr, "delete_kommunikation": komm_id}
+        self.pair.advoware._admin(lambda: server.admin_edit(edit), "delete Kommunikation")
+
+    def ignore_on_put(self, fields: frozenset[str]) -> None:
+        self.advoware_proxy.ignored_fields = fields
+
     def arm(self, fault: Fault) -> None:
         proxy = self.espocrm_proxy if fault.side == "espocrm" else self.advoware_proxy
         proxy.arm(fault)
@@ -237,6 +269,7 @@ class FakeWorld:
     def clear_faults(self) -> None:
         self.espocrm_proxy.clear()
         self.advoware_proxy.clear()
+        self.advoware_proxy.ignored_fields = frozenset()
 
 
 class OffsetClock:
@@ -288,6 +321,8 @@ def sandbox_rule(fault: Fault) -> dict[str, Any] | None:
     """
     if fault.kind == "crash":
         return None
+    if fault.kind == NOT_FOUND and (fault.side, fault.method) != ("advoware", "get_beteiligte"):
+        raise ValueError("a 404 glitch is a party GET")
     method, path = FAULT_TARGETS[(fault.side, fault.method)]
     rule: dict[str, Any] = {"method": method, "path": path, "count": fault.times}
     rule["rate"] = 1.0 / (fault.skip + 1)
@@ -304,6 +339,8 @@ def sandbox_rule(fault: Fault) -> dict[str, Any] | None:
         rule.update(kind, status=401)
     elif fault.kind == "lost_response":
         rule.update(kind="drop_response")
+    elif fault.kind == NOT_FOUND:
+        rule.update(kind="error", status=404)
     else:
         raise ValueError(fault.kind)
     return rule
@@ -382,6 +419,12 @@ class SandboxWorld:
         entry = dict(fields) if komm_id is None else {"id": komm_id, **fields}
         self.sb.advoware_admin.edit(betNr=betnr, kommunikation=entry)
 
+    def advo_delete_komm(self, betnr: int, komm_id: int) -> None:
+        self.sb.advoware_admin.edit(betNr=betnr, delete_kommunikation=komm_id)
+
+    def ignore_on_put(self, fields: frozenset[str]) -> None:
+        self.advoware_proxy.ignored_fields = fields
+
     def arm(self, fault: Fault) -> None:
         rule = sandbox_rule(fault)
         if rule is None:
@@ -399,6 +442,7 @@ class SandboxWorld:
             admin.clear_faults()
         self.espocrm_proxy.clear()
         self.advoware_proxy.clear()
+        self.advoware_proxy.ignored_fields = frozenset()
 
 
 def _left(dumped: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -10,7 +10,9 @@ The normal run keeps this well under a minute. For a longer local run::
     HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest --timeout=0 \\
         tests/proof/test_proof_convergence.py
 
-(``thorough``: 2,000 examples of up to 60 steps; ``HYPOTHESIS_SEED=<n>`` pins a sequence.)
+(``thorough``: 2,000 examples of up to 60 steps; ``PROOF_EXAMPLES=<n>`` sets the number of
+examples of either profile, e.g. ``PROOF_EXAMPLES=1000``; ``HYPOTHESIS_SEED=<n>`` pins a
+sequence.)
 """
 
 from __future__ import annotations
@@ -50,3 +52,7 @@ class InMemoryConvergence(ConvergenceMachine):
 
 TestInMemoryConvergence = InMemoryConvergence.TestCase
 TestInMemoryConvergence.settings = PROFILES[os.environ.get("HYPOTHESIS_PROFILE", "default")]
+if os.environ.get("PROOF_EXAMPLES"):
+    TestInMemoryConvergence.settings = settings(
+        TestInMemoryConvergence.settings, max_examples=int(os.environ["PROOF_EXAMPLES"])
+    )
