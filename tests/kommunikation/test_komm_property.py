@@ -15,7 +15,12 @@ from include.beteiligte_sync.kommunikation import (
     is_sync_relevant,
     resolve_kommkz,
 )
-from include.beteiligte_sync.markers import render_slot_marker, render_value_marker
+from include.beteiligte_sync.markers import (
+    MarkerKind,
+    parse_bemerkung,
+    render_slot_marker,
+    render_value_marker,
+)
 from tests.fakes import FakePair
 from tests.kommunikation.komm_support import plan_now, sync_once
 
@@ -86,6 +91,53 @@ def assert_no_duplicate_written(before: Counter[tuple[str, str]], pair: FakePair
         assert count <= max(1, before[key]), (key, count, before[key])
 
 
+Key = tuple[str, str]
+
+
+def espocrm_keys(record: dict[str, Any]) -> set[Key]:
+    """The EspoCRM values (channel, normalised)."""
+    keys = {
+        ("email", normalise_value("email", e["emailAddress"])) for e in record["emailAddressData"]
+    }
+    keys |= {
+        ("phone", normalise_value("phone", p["phoneNumber"])) for p in record["phoneNumberData"]
+    }
+    return keys
+
+
+def contested(party: dict[str, Any]) -> set[Key]:
+    """Values a marker names whose entry now holds something else (changed or emptied in
+    Advoware: Var3/Var6 may replace or remove them)."""
+    out: set[Key] = set()
+    for komm in party["kommunikation"]:
+        marker = parse_bemerkung(komm.get("bemerkung"))
+        if marker.kind is not MarkerKind.VALUE or not marker.value:
+            continue
+        for channel in ("email", "phone"):
+            key = (channel, normalise_value(channel, marker.value))
+            if normalise_value(channel, komm.get("tlf") or "") != key[1]:
+                out.add(key)
+    return out
+
+
+def assert_values_kept(
+    pair: FakePair,
+    entity_id: str,
+    espocrm_before: set[Key],
+    held_before: Counter[Key],
+    wins: bool,
+    party_before: dict[str, Any],
+) -> None:
+    """A sync never wipes values: a value both sides held that no one changed or removed is
+    held on both sides after; when EspoCRM wins, every EspoCRM value is."""
+    espocrm_after, advoware_after = espocrm_keys(pair.espocrm.record(entity_id)), set(holders(pair))
+    kept = (espocrm_before & set(held_before)) - contested(party_before)
+    if wins:
+        kept |= espocrm_before
+    for key in kept:
+        assert key in espocrm_after and key in advoware_after, (key, espocrm_after, advoware_after)
+
+
 def load(data: dict[str, Any]) -> tuple[FakePair, str]:
     pair = FakePair()
     pair.advoware.kommkz_zero_defect = data["kommkz_zero_defect"]
@@ -108,8 +160,13 @@ def test_one_sync_makes_both_sides_equal_and_a_second_plans_nothing(data: dict[s
     pair, entity_id = load(data)
     texts_before = [k["bemerkung"] for k in pair.advoware.party(BETNR)["kommunikation"]]
     held_before = holders(pair)
+    espocrm_before = espocrm_keys(pair.espocrm.record(entity_id))
+    party_before = pair.advoware.party(BETNR)
     sync_once(pair, entity_id, BETNR, espocrm_wins=data["espocrm_wins"], initial=data["initial"])
     assert_no_duplicate_written(held_before, pair)
+    assert_values_kept(
+        pair, entity_id, espocrm_before, held_before, data["espocrm_wins"], party_before
+    )
     espo, advo = pair.espocrm.record(entity_id), pair.advoware.party(BETNR)
     assert compare_kommunikation(espo, advo) == []
     for conflict in (False, True):

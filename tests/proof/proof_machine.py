@@ -49,7 +49,7 @@ from include.beteiligte_sync import planner, status
 from include.beteiligte_sync.errors import ApiError
 from include.beteiligte_sync.kommkz import DEFAULT_TABLE, EMAIL, PHONE, normalise_value
 from include.beteiligte_sync.kommunikation import is_sync_relevant, resolve_kommkz
-from include.beteiligte_sync.status import SyncStatus
+from include.beteiligte_sync.status import Outcome, SyncStatus
 from include.beteiligte_sync.sync import (
     EntityResult,
     confirm_deletions,
@@ -86,8 +86,12 @@ KNOWN_BUGS = {
     "advoware_edit_during_lock": ("advoware", "advoware_komm"),
     # test_one_way_to_advoware_run_keeps_a_value_changed_in_advoware
     "to_advoware_reverts_advoware_change": ("to_advoware",),
+    # test_our_espocrm_write_with_failed_validation_is_no_change_next_time: a Stammdaten
+    # value typed in Advoware that a false conflict put into a Note is let pass
+    "false_conflict_over_advoware_stammdaten": (),
 }
-if os.environ.get("PROOF_AVOID_KNOWN_BUGS"):
+AVOID_KNOWN_BUGS = bool(os.environ.get("PROOF_AVOID_KNOWN_BUGS"))
+if AVOID_KNOWN_BUGS:
     DIRECTIONS = tuple(
         d for d in DIRECTIONS if d not in KNOWN_BUGS["to_advoware_reverts_advoware_change"]
     )
@@ -99,6 +103,21 @@ ENTITY_STEPS = frozenset(
     {"sync_entity", "validate_entity", "validate_written", "confirm_deletions"}
 )
 STATUSES = frozenset(s.value for s in SyncStatus)
+#: Outcomes of a step that read both sides and moved the entity's baseline where they agree
+SYNCED = frozenset(
+    o.value
+    for o in (
+        Outcome.CREATED,
+        Outcome.ESPOCRM_NEWER,
+        Outcome.ADVOWARE_NEWER,
+        Outcome.CONFLICT,
+        Outcome.MERGED,
+        Outcome.NO_CHANGE,
+        Outcome.CLEAN,
+        Outcome.VALIDATION_FAILED,
+        Outcome.CHANGED_DURING_SYNC,
+    )
+)
 ESPOCRM, ADVOWARE = "espocrm", "advoware"
 BOTH_SIDES = frozenset({ESPOCRM, ADVOWARE})
 #: kinds never synced (EPost, beA); the API reports them as 0 like every kind
@@ -257,6 +276,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
             self._create(kinds)
         results = sync_all(self.world.espocrm, self.world.advoware, clock=self.world.now)
         assert all(r.status == "clean" for r in results), results
+        self._settle(results)
         self.world.jump(16)
 
     def _create(self, kinds: list[str]) -> None:
@@ -570,6 +590,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self._check_locks_after_run()
         if results is not None:
             self._check_clean_is_equal(results, direction)
+            self._settle(results)
 
     @rule(
         direction=st.sampled_from(DIRECTIONS),
@@ -594,10 +615,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
         results = sync_unit(ids, espocrm, advoware, clock=now, direction=direction)
         written = {r.entity_id: r for r in results if r.needs_validation}
         # Our writes are done: what both sides hold now is what was synced.
-        self._settle()
+        self._settle(results)
         if overlap:
             self.log.append("  overlapping run")
-            sync_all(espocrm, advoware, clock=now)
+            self._settle(sync_all(espocrm, advoware, clock=now))
         if edit != "none" and written:
             entity_id = sorted(written)[k % len(written)]
             self.log.append(f"  person edits locked {entity_id} ({edit})")
@@ -611,6 +632,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         confirm_deletions(validated, espocrm, clock=now)
         if edit == "none" and not overlap:
             self._check_clean_is_equal(validated, direction)
+        self._settle(validated)
 
     def _edit_during_lock(self, index: int, edit: str, field: str) -> None:
         if edit == "espocrm":
@@ -705,12 +727,14 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def nothing_typed_is_lost(self) -> None:
         """Every live value is on at least one side; only a real conflict may leave it in the
         Note alone."""
-        self._settle()
-
-    def _settle(self) -> None:
-        """Check the live values, then forget who touched what where both sides agree now."""
         self._check_live(both=False)
-        self._note_agreement()
+
+    def _settle(self, results: Sequence[EntityResult]) -> None:
+        """After a sync step: check the live values, then forget who touched what where both
+        sides agree now, for the entities the step synced (a person's edits alone making both
+        sides equal are no sync: the engine cannot see that moment)."""
+        self._check_live(both=False)
+        self._note_agreement({r.entity_id for r in results if r.outcome in SYNCED})
 
     def _check_live(self, *, both: bool) -> None:
         records = {r["id"]: r for r in self.world.espo_records()}
@@ -744,17 +768,22 @@ class ConvergenceMachine(RuleBasedStateMachine):
         Advoware also gives way when the entity is in conflict over a Stammdaten field."""
         if typed.side != ADVOWARE:
             return False
+        if AVOID_KNOWN_BUGS and slot in STAMMDATEN:
+            return True  # KNOWN_BUGS["false_conflict_over_advoware_stammdaten"]
         if self.touched.get((entity_id, slot), set()) >= BOTH_SIDES:
             return True
         return slot in (EMAIL, PHONE) and any(
             self.touched.get((entity_id, name), set()) >= BOTH_SIDES for name in STAMMDATEN
         )
 
-    def _note_agreement(self) -> None:
-        """A field (channel) equal on both sides is synced: who touched it starts afresh."""
+    def _note_agreement(self, synced: set[str]) -> None:
+        """A field (channel) of a synced entity equal on both sides: who touched it starts
+        afresh."""
         records = {r["id"]: r for r in self.world.espo_records()}
         parties = self.world.advo_parties()
         for entity_id, slot in list(self.touched):
+            if entity_id not in synced:
+                continue
             record = records[entity_id]
             party = parties.get(int(record["betnr"])) if record.get("betnr") else None
             if party is not None and _agree(record, party, slot):
@@ -776,7 +805,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
             self._person_resolves_interrupted_creates()
             results = sync_all(self.world.espocrm, self.world.advoware, clock=self.world.now)
             self._check_clean_is_equal(results, "both")
-            self._settle()
+            self._settle(results)
             self.world.jump(16)
             if self._converged() is None:
                 converged = True
