@@ -472,13 +472,37 @@ def test_validation_is_its_own_step_and_holds_the_lock_until_then(pair: FakePair
 
 
 def test_validation_leaves_entity_edited_meanwhile_for_the_next_run(pair: FakePair) -> None:
-    entity_id, _ = linked_pair(pair)
+    entity_id, betnr = linked_pair(pair)
     pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz"})
-    run(pair, entity_id, validate_inline=False)
-    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz2"})  # person edits: dirty
-    result = validate_entity(entity_id, pair.espocrm, pair.advoware, clock=pair.clock)
+    written = run(pair, entity_id, validate_inline=False)
+    assert written.needs_validation
+    # The shipped formula (docs/espocrm/formula/CBeteiligte.json) marks the save dirty while
+    # the lock is held; validation tells it from our own writes by token and versionNumber.
+    pair.espocrm.edit_as_person(entity_id, {"vorname": "Moritz2"})
+    assert pair.espocrm.record(entity_id)["syncStatus"] == "dirty"
+    result = validate_entity(
+        entity_id, pair.espocrm, pair.advoware, clock=pair.clock, written=written
+    )
     assert result.outcome == "changed_during_sync"
     assert pair.espocrm.record(entity_id)["syncStatus"] == "dirty"
+    pair.clock.advance(minutes=2)
+    assert run(pair, entity_id).status == "clean"
+    assert pair.advoware.party(betnr)["vorname"] == "Moritz2"
+
+
+def test_our_own_espocrm_write_under_the_lock_is_no_edit_meanwhile(pair: FakePair) -> None:
+    """The counterpart: the shipped formula marks our own write of a business field dirty
+    too; validation must not take it for a person's edit."""
+    entity_id, betnr = linked_pair(pair)
+    pair.advoware.edit_as_person(betnr, {"vorname": "Moritz"})
+    written = run(pair, entity_id, validate_inline=False)
+    assert written.outcome == "advoware_newer" and written.needs_validation
+    assert pair.espocrm.record(entity_id)["syncStatus"] == "dirty"  # the formula, our write
+    result = validate_entity(
+        entity_id, pair.espocrm, pair.advoware, clock=pair.clock, written=written
+    )
+    assert result.outcome == "clean"
+    assert pair.espocrm.record(entity_id)["syncStatus"] == "clean"
 
 
 # --- runs ----------------------------------------------------------------------------------
