@@ -173,9 +173,15 @@ def plan_linked(
         espocrm_wins=cmp.outcome is Outcome.CONFLICT,
         initial=cmp.initial,
     )
-    espo_fields = {"betnr": betnr} if adopted else {}
+    espo_fields: dict[str, Any] = {"betnr": betnr} if adopted else {}
     espo_fields.update(stammdaten.espocrm_fields)
     espo_fields.update(k.espocrm_fields)
+    if stammdaten.espocrm_fields and not adopted:
+        # Our copy of Advoware's values moves the baseline in the same save: a later edit in
+        # Advoware is then a change in Advoware, never a conflict with our own write.
+        espo_fields[baseline.BASELINE_FIELD] = baseline_after_espocrm_write(
+            record, cmp, espo_canon, advo_canon
+        )
     ops: list[Op] = []
     # Noted: Stammdaten a person changed in Advoware that EspoCRM overwrites (a conflict, or
     # a first sync in which EspoCRM was newer), and the Kommunikation lines (always a person's).
@@ -214,7 +220,25 @@ def plan_linked(
     )
     if cmp.basis == "baseline_mismatch":
         plan.warnings.append("baseline says unchanged but the data differ: decided by timestamps")
-    return Planned(plan, cmp, stammdaten.blocked, stammdaten.unresolved, k, advo)
+    blocked = stammdaten.blocked or k.blocked
+    return Planned(plan, cmp, blocked, stammdaten.unresolved, k, advo)
+
+
+def baseline_after_espocrm_write(
+    record: Mapping[str, Any],
+    cmp: Comparison,
+    espo: mapping.Canonical,
+    advo: mapping.Canonical,
+) -> str:
+    """``syncBaseline`` once the EspoCRM write of a plan landed: the fields copied from
+    Advoware count as synced; what goes to Advoware after it stays pending (see
+    :mod:`baseline`). A first sync counts the side that lost as the synced state."""
+    synced = baseline.effective(baseline.read(record), advo)
+    if synced is None:
+        synced = advo if cmp.outcome is Outcome.ESPOCRM_NEWER else espo
+    values = dict(synced)
+    values.update({name: advo.get(name) for name in cmp.to_espocrm})
+    return baseline.render(values, {name: espo.get(name) for name in cmp.to_advoware})
 
 
 @dataclass

@@ -67,16 +67,18 @@ def test_entry_removed_in_espocrm_but_edited_in_advoware_is_noted(http: Http) ->
     assert "+49 170 3333333" in note
 
 
-def test_to_advoware_run_that_puts_back_an_advoware_edit_posts_a_note(http: Http) -> None:
+def test_to_advoware_run_leaves_an_advoware_edit_for_the_next_two_way_run(http: Http) -> None:
     entity_id, betnr, ids = _linked_with_phones(http)
     http.edit_kommunikation(betnr, id=ids[MOBILE], tlf="+49 170 4444444")
 
     result = http.run(entity_id, direction="to_advoware")
 
-    assert result.status == "clean"
-    assert _tlfs(http.party(betnr)) == sorted([OFFICE, MOBILE])  # EspoCRM value restored
-    (note,) = http.notes(entity_id)
-    assert "+49 170 4444444" in note and "to_advoware" in note
+    assert result.outcome == "skipped_direction"  # nothing to copy to Advoware
+    assert _tlfs(http.party(betnr)) == sorted([OFFICE, "+49 170 4444444"])  # left alone
+    assert http.notes(entity_id) == []
+    both = http.run(entity_id)
+    assert both.status == "clean"
+    assert "+49 170 4444444" in _phones(http.record(entity_id))
 
 
 def test_plain_espocrm_newer_posts_no_note(http: Http) -> None:

@@ -339,14 +339,15 @@ def test_primary_is_chosen_by_the_table_when_the_primary_value_goes() -> None:
     ]
 
 
-def test_to_advoware_restores_the_espocrm_value_over_an_advoware_change() -> None:
+def test_to_advoware_leaves_a_value_changed_only_in_advoware_for_a_two_way_run() -> None:
     pair, entity_id = make_pair([synced(1, 1, "030 1")], phones=[("030 1", "Office")])
     pair.advoware.edit_kommunikation_as_person(BETNR, 1, {"tlf": "030 5"})
     plan = sync_once(pair, entity_id, BETNR, direction="to_advoware")
-    assert entries(pair)[1]["tlf"] == "030 1"
-    assert plan.espocrm_fields == {}
-    assert len(plan.note_lines) == 1 and "'030 5'" in plan.note_lines[0]
-    assert plan_now(pair, entity_id, BETNR, direction="to_advoware").is_empty
+    # nothing to copy from EspoCRM, and a one-way run destroys nothing on its target
+    assert plan.is_empty and plan.blocked and plan.note_lines == []
+    assert entries(pair)[1]["tlf"] == "030 5"
+    sync_once(pair, entity_id, BETNR)  # the next two-way run: Var6
+    assert espo_values(pair, entity_id) == {("Office", "030 5")}
 
 
 def test_to_espocrm_puts_a_value_removed_in_espocrm_back() -> None:

@@ -72,6 +72,8 @@ class KommunikationPlan:
     relevant_count: int = 0
     total_count: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: a change was left alone because the run's direction forbids the write it needs
+    blocked: bool = False
 
     @property
     def is_empty(self) -> bool:
@@ -173,6 +175,13 @@ class _Planner:
         """Var3/Var6, or EspoCRM's value restored when EspoCRM is the source for the entry."""
         base_key = entry.base_key
         assert base_key is not None
+        if not self.espocrm_wins and not self.to_espocrm:
+            # One way to Advoware, changed only in Advoware: nothing to copy, and a one-way run
+            # destroys nothing on its target. The change waits for a two-way run.
+            self.claimed.add(base_key)
+            self.plan.blocked = True
+            self._skip(entry, "Var6" if entry.tlf else "Var3")
+            return
         if self.espocrm_is_source:
             why = "conflict: EspoCRM wins" if self.espocrm_wins else "direction to_advoware"
             if base_key in self.claimed:
