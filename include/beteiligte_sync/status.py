@@ -147,6 +147,9 @@ def holds_lock(record: Mapping[str, Any], token: str | None) -> bool:
     token (an older caller) the status alone tells."""
     if token is None:
         return current_status(record) is S.SYNCING
+    if LOCK_TOKEN_FIELD not in record:
+        # An EspoCRM without the field (not yet upgraded) drops the token: the status tells.
+        return current_status(record) in (S.SYNCING, S.DIRTY)
     return record.get(LOCK_TOKEN_FIELD) == token
 
 

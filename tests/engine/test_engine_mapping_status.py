@@ -147,3 +147,10 @@ def test_marking_deleted_clears_the_retry_count() -> None:
 def test_an_unreadable_retry_count_counts_as_zero(raw: object) -> None:
     fields = status.failure({"syncStatus": "dirty", "syncRetryCount": raw}, NOW, "x")
     assert fields["syncStatus"] == "failed" and fields["syncRetryCount"] == 1
+
+
+def test_the_lock_token_check_falls_back_to_the_status_where_espocrm_lacks_the_field() -> None:
+    assert status.holds_lock({"syncStatus": "syncing"}, "t1")  # field not defined: no key
+    assert not status.holds_lock({"syncStatus": "clean"}, "t1")
+    assert not status.holds_lock({"syncStatus": "syncing", "syncLockToken": "t2"}, "t1")
+    assert status.holds_lock({"syncStatus": "dirty", "syncLockToken": "t1"}, "t1")
