@@ -44,6 +44,8 @@ class ApplyState:
     created_hash: str | None = None
     #: fingerprint of the Note posted (recorded if a later op fails: never posted twice)
     noted: str | None = None
+    #: the party's own fields were written to Advoware (the lock's pending values landed)
+    advoware_party_written: bool = False
 
 
 def apply_plan(
@@ -81,6 +83,7 @@ def _apply_op(op: Op, state: ApplyState, espocrm: EspoCrmClient, advoware: Advow
         _write_espocrm(espocrm, state, recorded)
     elif isinstance(op, UpdateAdvowareBeteiligte):
         advoware.update_beteiligte(op.betnr, op.fields)
+        state.advoware_party_written = True
     elif isinstance(op, CreateKommunikation):
         data = {"tlf": op.tlf, "bemerkung": op.bemerkung, "kommKz": op.kommkz, "online": op.online}
         advoware.create_kommunikation(_betnr(state), data)

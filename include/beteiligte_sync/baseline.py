@@ -40,6 +40,8 @@ class Baseline:
     noted: str | None = None
     #: when Advoware first answered 404 for the party (a second look in a later run decides)
     gone: str | None = None
+    #: our write of the pending values is known to have succeeded (its answer came)
+    landed: bool = False
 
 
 def read(record: Mapping[str, Any]) -> Baseline:
@@ -57,7 +59,11 @@ def read(record: Mapping[str, Any]) -> Baseline:
     noted = data.get("noted") if isinstance(data.get("noted"), str) else None
     gone = data.get("gone") if isinstance(data.get("gone"), str) else None
     return Baseline(
-        _canonical(data.get("values")), _canonical(data.get("pending")) or {}, noted, gone
+        _canonical(data.get("values")),
+        _canonical(data.get("pending")) or {},
+        noted,
+        gone,
+        data.get("landed") is True,
     )
 
 
@@ -74,6 +80,7 @@ def render(
     pending: Mapping[str, Any] | None = None,
     noted: str | None = None,
     gone: str | None = None,
+    landed: bool = False,
 ) -> str:
     """The JSON text for ``syncBaseline`` (compact, stable key order)."""
     data: dict[str, Any] = {
@@ -83,6 +90,8 @@ def render(
         data["gone"] = gone
     if pending:
         data["pending"] = {name: pending[name] for name in FIELD_NAMES if name in pending}
+        if landed:
+            data["landed"] = True
     if noted:
         data["noted"] = noted
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -93,13 +102,13 @@ def with_noted(record: Mapping[str, Any], noted: str) -> str | None:
     current = read(record)
     if current.values is None:
         return None
-    return render(current.values, current.pending, noted)
+    return render(current.values, current.pending, noted, current.gone, current.landed)
 
 
 def with_gone(record: Mapping[str, Any], gone: str) -> str:
     """The record's ``syncBaseline`` noting that Advoware answered 404 at ``gone``."""
     current = read(record)
-    return render(current.values, current.pending, current.noted, gone)
+    return render(current.values, current.pending, current.noted, gone, current.landed)
 
 
 def fingerprint(note: str) -> str:
@@ -107,26 +116,44 @@ def fingerprint(note: str) -> str:
     return hashlib.sha256(note.encode("utf-8")).hexdigest()[:16]
 
 
-def effective(baseline: Baseline, advoware: Canonical) -> Canonical | None:
+def effective(baseline: Baseline, advoware: Canonical, *, landed: bool = False) -> Canonical | None:
     """The synced values as they are now: a pending value Advoware holds landed (our write),
-    so it counts as synced."""
+    so it counts as synced. Where our write is known to have succeeded (``landed``), a pending
+    value also counts where Advoware no longer holds the old one: a person changed it after
+    our write. Where Advoware still holds the old value, our write did not take (Advoware
+    ignored the field): the old value stays the synced one."""
     if baseline.values is None:
         return None
+    landed = landed or baseline.landed
     out = dict(baseline.values)
     for name, value in baseline.pending.items():
-        if advoware.get(name) == value:
+        current = advoware.get(name)
+        if current == value or (landed and current != baseline.values.get(name)):
             out[name] = value
     return out
 
 
 def after_check(
-    baseline: Baseline, espocrm: Canonical, advoware: Canonical
+    baseline: Baseline, espocrm: Canonical, advoware: Canonical, *, landed: bool = False
 ) -> dict[str, str | None]:
     """The values to record after a check of both sides: a field both sides hold equally is
     synced; any other keeps what was synced before (with our landed writes), so the next run
-    sees exactly the changes people made, never our own writes."""
-    base = effective(baseline, advoware) or {}
+    sees exactly the changes people made, never our own writes.
+
+    :param landed: our write of the pending values is known to have succeeded (its answer
+        came): they count as synced even where a person changed Advoware again since.
+    """
+    base = effective(baseline, advoware, landed=landed) or {}
     return {
         name: espocrm.get(name) if espocrm.get(name) == advoware.get(name) else base.get(name)
         for name in FIELD_NAMES
     }
+
+
+def promote(record: Mapping[str, Any]) -> str | None:
+    """The record's ``syncBaseline`` marked: our write of its pending values succeeded (None
+    where it holds no pending values)."""
+    current = read(record)
+    if current.values is None or not current.pending:
+        return None
+    return render(current.values, current.pending, current.noted, current.gone, landed=True)

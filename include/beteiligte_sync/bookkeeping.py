@@ -226,11 +226,16 @@ def _success_fields(
     return fields
 
 
-def _checked_values(record: Mapping[str, Any], advo: Mapping[str, Any]) -> mapping.Canonical:
+def _checked_values(
+    record: Mapping[str, Any], advo: Mapping[str, Any], *, landed: bool = False
+) -> mapping.Canonical:
     """The per-field baseline after both sides were read: equal fields are synced, the others
     keep what was synced before (our landed writes included), see :mod:`baseline`."""
     return baseline.after_check(
-        baseline.read(record), mapping.from_espocrm(record), mapping.from_advoware(advo)
+        baseline.read(record),
+        mapping.from_espocrm(record),
+        mapping.from_advoware(advo),
+        landed=landed,
     )
 
 

@@ -294,7 +294,12 @@ def _release_failed(
                 # Advoware refused the create outright: nothing was created, so the next run
                 # may create again without asking a person first.
                 data.update(advowareRowId=None, syncedHash=None)
-        if state.noted and "syncBaseline" not in data:
+        if state.advoware_party_written and "syncBaseline" not in data:
+            promoted = baseline.promote(current)  # our Advoware write landed: synced
+            if promoted is not None:
+                data["syncBaseline"] = promoted
+                current = {**current, "syncBaseline": promoted}
+        if state.noted:
             noted = baseline.with_noted(current, state.noted)
             if noted is not None:
                 data["syncBaseline"] = noted

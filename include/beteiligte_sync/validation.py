@@ -107,6 +107,8 @@ def _validate_entity(
     betnr = record.get("betnr")
     now = clock()
     token = written.lock_token if written else None
+    # The sync step applied its whole plan (it waits for this check): our writes landed.
+    landed = written is not None and written.needs_validation
     if not status.holds_lock(record, token):
         # A takeover after a stale lock, or (without a token) a person's edit meanwhile.
         log.warning("entity %s: our lock is gone at validation, left to its holder", entity_id)
@@ -124,18 +126,16 @@ def _validate_entity(
     except NotFound:
         return _not_found(record, espocrm, now, False, settings, log)
     except Exception as exc:
-        return _write_validation(
-            record,
-            espocrm,
-            _failure_fields(record, now, describe_error(exc), settings),
-            Outcome.FAILED,
-            log,
-        )
+        data = _failure_fields(record, now, describe_error(exc), settings)
+        promoted = baseline.promote(record) if landed else None
+        if promoted is not None:  # our write succeeded: its values are synced
+            data["syncBaseline"] = promoted
+        return _write_validation(record, espocrm, data, Outcome.FAILED, log)
     if diffs:
         log.warning("entity %s: validation failed for %s", entity_id, _names(diffs))
         message = "Validation failed: " + "; ".join(diffs)
         data = _failure_fields(record, now, message, settings)
-        values = _checked_values(record, advo)
+        values = _checked_values(record, advo, landed=landed)
         data.update(_baseline_fields(values))
         noted = baseline.read(record).noted  # the same conflict next time: not noted again
         if noted:
@@ -176,7 +176,7 @@ def _release_edited(
     log.info("entity %s: edited while locked, left dirty for the next run", entity_id)
     data = status.release(record)
     try:
-        values = _checked_values(record, advo)
+        values = _checked_values(record, advo, landed=written is not None)
         data.update(_baseline_fields(values))
         if mapping.from_advoware(advo) == values:  # Advoware holds what was synced
             data["advowareRowId"] = compare_mod.baseline_row_id(advo.get("rowId"))

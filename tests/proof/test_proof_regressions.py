@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from include.beteiligte_sync.errors import AuthFailed, ServerError
 from include.beteiligte_sync.sync import sync_all, validate_entity
 from tests.engine.helpers import linked_pair, run
@@ -85,7 +83,7 @@ def test_conflict_with_a_value_copied_into_advoware_leaves_no_duplicate() -> Non
     assert phones == ["+49 30 000003"]
 
 
-# --- found by the extended model (issue 14); xfail(strict) while the engine still has it ----
+# --- found by the extended model (issue 14) ------------------------------------------------
 
 
 def test_advoware_edit_during_the_lock_after_our_espocrm_write_is_not_a_conflict() -> None:
@@ -131,12 +129,6 @@ def test_our_espocrm_write_with_failed_validation_is_no_change_next_time() -> No
     assert pair.espocrm.record(entity_id)["vorname"] == "Moritz Maria"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: after our write to Advoware, a person's Advoware edit made before "
-    "validation fails validation and the baseline keeps the old value; next run is a false "
-    "conflict and the person's Advoware value survives only in a Note",
-)
 def test_advoware_edit_during_the_lock_after_our_advoware_write_is_not_a_conflict() -> None:
     pair = FakePair()
     entity_id, betnr = linked_pair(pair)
