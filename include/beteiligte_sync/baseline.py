@@ -42,6 +42,8 @@ class Baseline:
     gone: str | None = None
     #: our write of the pending values is known to have succeeded (its answer came)
     landed: bool = False
+    #: what Advoware held in the pending fields when the write was planned
+    before: Canonical = field(default_factory=dict)
 
 
 def read(record: Mapping[str, Any]) -> Baseline:
@@ -60,10 +62,11 @@ def read(record: Mapping[str, Any]) -> Baseline:
     gone = data.get("gone") if isinstance(data.get("gone"), str) else None
     return Baseline(
         _canonical(data.get("values")),
-        _canonical(data.get("pending")) or {},
+        _partial(data.get("pending")),
         noted,
         gone,
         data.get("landed") is True,
+        _partial(data.get("before")),
     )
 
 
@@ -75,12 +78,24 @@ def _canonical(value: object) -> Canonical | None:
     }
 
 
+def _partial(value: object) -> Canonical:
+    """Only the fields a pending write names (a missing field is not a pending empty value)."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        name: value[name] if isinstance(value[name], str) else None
+        for name in FIELD_NAMES
+        if name in value
+    }
+
+
 def render(
     values: Mapping[str, Any] | None,
     pending: Mapping[str, Any] | None = None,
     noted: str | None = None,
     gone: str | None = None,
     landed: bool = False,
+    before: Mapping[str, Any] | None = None,
 ) -> str:
     """The JSON text for ``syncBaseline`` (compact, stable key order)."""
     data: dict[str, Any] = {
@@ -92,6 +107,8 @@ def render(
         data["pending"] = {name: pending[name] for name in FIELD_NAMES if name in pending}
         if landed:
             data["landed"] = True
+        if before:
+            data["before"] = {name: before[name] for name in FIELD_NAMES if name in pending}
     if noted:
         data["noted"] = noted
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -102,13 +119,17 @@ def with_noted(record: Mapping[str, Any], noted: str) -> str | None:
     current = read(record)
     if current.values is None:
         return None
-    return render(current.values, current.pending, noted, current.gone, current.landed)
+    return render(
+        current.values, current.pending, noted, current.gone, current.landed, current.before
+    )
 
 
 def with_gone(record: Mapping[str, Any], gone: str) -> str:
     """The record's ``syncBaseline`` noting that Advoware answered 404 at ``gone``."""
     current = read(record)
-    return render(current.values, current.pending, current.noted, gone, current.landed)
+    return render(
+        current.values, current.pending, current.noted, gone, current.landed, current.before
+    )
 
 
 def fingerprint(note: str) -> str:
@@ -128,7 +149,8 @@ def effective(baseline: Baseline, advoware: Canonical, *, landed: bool = False) 
     out = dict(baseline.values)
     for name, value in baseline.pending.items():
         current = advoware.get(name)
-        if current == value or (landed and current != baseline.values.get(name)):
+        held_before = baseline.before.get(name, baseline.values.get(name))
+        if current == value or (landed and current != held_before):
             out[name] = value
     return out
 
@@ -156,4 +178,6 @@ def promote(record: Mapping[str, Any]) -> str | None:
     current = read(record)
     if current.values is None or not current.pending:
         return None
-    return render(current.values, current.pending, current.noted, current.gone, landed=True)
+    return render(
+        current.values, current.pending, current.noted, current.gone, True, current.before
+    )

@@ -154,3 +154,15 @@ def test_the_lock_token_check_falls_back_to_the_status_where_espocrm_lacks_the_f
     assert not status.holds_lock({"syncStatus": "clean"}, "t1")
     assert not status.holds_lock({"syncStatus": "syncing", "syncLockToken": "t2"}, "t1")
     assert status.holds_lock({"syncStatus": "dirty", "syncLockToken": "t1"}, "t1")
+
+
+def test_a_baseline_round_trip_keeps_only_the_pending_fields_it_names() -> None:
+    from include.beteiligte_sync import baseline
+
+    values = {name: f"v-{name}" for name in mapping.FIELD_NAMES}
+    text = baseline.render(values, {"vorname": "Moritz"}, before={"vorname": "Max"})
+    read = baseline.read({"syncBaseline": text})
+    assert read.values == values and read.pending == {"vorname": "Moritz"}
+    assert read.before == {"vorname": "Max"}
+    advoware = {**values, "vorname": "Moritz", "name": "changed by a person"}
+    assert baseline.effective(read, advoware, landed=True) == {**values, "vorname": "Moritz"}

@@ -162,12 +162,12 @@ def test_every_fault_kind_over_http_then_convergence(
         _edit(machine, edit)
         proxy = world.espocrm_proxy if side == "espocrm" else world.advoware_proxy
         fired_before = proxy.fired
-        machine.scheduled_run()
+        machine.scheduled_run(direction="both")
         _check(machine)
         admin = sandbox.espocrm_admin if side == "espocrm" else sandbox.advoware_admin
         fired = proxy.fired - fired_before + sum(r["fired"] for r in admin.faults()["rules"])
         assert fired >= 1, (side, method, kind, machine.log)
         world.clear_faults()
-    machine.split_run(edit=True, overlap=True)
+    machine.split_run(direction="both", edit="espocrm", field="titel", k=0, overlap=True)
     _check(machine)
     machine.teardown()
