@@ -254,7 +254,8 @@ def _lock_baseline(
         else:
             return {}
     pending = {name: espo.get(name) for name in cmp.to_advoware}
-    return {"syncBaseline": baseline.render(synced, pending)}
+    before = {name: advo_canon.get(name) for name in cmp.to_advoware}
+    return {"syncBaseline": baseline.render(synced, pending, before=before)}
 
 
 def _expected_hash(record: Mapping[str, Any], plan: Plan) -> str | None:

@@ -238,7 +238,11 @@ def baseline_after_espocrm_write(
         synced = advo if cmp.outcome is Outcome.ESPOCRM_NEWER else espo
     values = dict(synced)
     values.update({name: advo.get(name) for name in cmp.to_espocrm})
-    return baseline.render(values, {name: espo.get(name) for name in cmp.to_advoware})
+    return baseline.render(
+        values,
+        {name: espo.get(name) for name in cmp.to_advoware},
+        before={name: advo.get(name) for name in cmp.to_advoware},
+    )
 
 
 @dataclass
