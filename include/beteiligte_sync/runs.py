@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from include.beteiligte_sync import planner, status
+from include.beteiligte_sync import status
 from include.beteiligte_sync.bookkeeping import confirm_deletions
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record, WhereItem
 from include.beteiligte_sync.entity import sync_entity
 from include.beteiligte_sync.errors import Conflict
+from include.beteiligte_sync.options import RunOptions, SyncContext
 from include.beteiligte_sync.results import LOG, EntityResult
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.status import Outcome, SyncStatus
@@ -183,29 +184,14 @@ def sync_all(
     log: logging.Logger = LOG,
 ) -> list[EntityResult]:
     """A whole run in one loop (CLI, benchmark): reset, select, sync and validate each entity."""
-    planner.check_direction(direction)
-    settings = settings or SyncSettings()
+    options = RunOptions.of(direction, force=force, dry_run=dry_run)
+    ctx = SyncContext(espocrm, advoware, clock, settings or SyncSettings(), log)
     if not dry_run:
-        reset_due_permanently_failed(espocrm, clock=clock, settings=settings)
-    results = []
-    for record in select_candidates(
-        espocrm, clock=clock, settings=settings, entity_ids=entity_ids, limit=limit
-    ):
-        results.append(
-            sync_entity(
-                record,
-                espocrm,
-                advoware,
-                direction=direction,
-                force=force,
-                dry_run=dry_run,
-                clock=clock,
-                settings=settings,
-                validate_inline=True,
-                log=log,
-            )
-        )
-    return confirm_deletions(results, espocrm, clock=clock, settings=settings, log=log)
+        reset_due_permanently_failed(espocrm, clock=clock, settings=ctx.settings)
+    candidates = select_candidates(
+        espocrm, clock=clock, settings=ctx.settings, entity_ids=entity_ids, limit=limit
+    )
+    return _sync_each(((str(r["id"]), r) for r in candidates), ctx, options, validate_inline=True)
 
 
 #: Ids per list call when a unit fetches its records (EspoCRM's maxSize limit; the hook cuts
@@ -244,50 +230,70 @@ def sync_unit(
     A unit that runs long (a third of the lock TTL) validates what it wrote so far at once and
     every later entity right after its write, so no lock it holds runs past its TTL unnoticed.
     """
-    planner.check_direction(direction)
-    settings = settings or SyncSettings()
-    started = time.monotonic()
-    results: list[EntityResult] = []
+    options = RunOptions.of(direction, force=force, dry_run=dry_run)
+    ctx = SyncContext(espocrm, advoware, clock, settings or SyncSettings(), log)
+    return _sync_each(_paged(entity_ids, espocrm), ctx, options, validate_inline=validate_inline)
+
+
+def _paged(
+    entity_ids: Sequence[str], espocrm: EspoCrmClient
+) -> Iterator[tuple[str, Record | None]]:
+    """Each id with its list record (None if EspoCRM has none), fetched a page at a time."""
     for start in range(0, len(entity_ids), UNIT_PAGE):
         page = list(entity_ids[start : start + UNIT_PAGE])
         records = records_by_id(espocrm, page)
         for entity_id in page:
-            record = records.pop(entity_id, None)
-            if record is None:
-                log.warning("entity %s: not found in EspoCRM", entity_id)
-                results.append(
-                    EntityResult(
-                        entity_id, None, Outcome.FAILED.value, error="not found in EspoCRM"
-                    )
+            yield entity_id, records.pop(entity_id, None)
+
+
+def _sync_each(
+    records: Iterable[tuple[str, Record | None]],
+    ctx: SyncContext,
+    options: RunOptions,
+    *,
+    validate_inline: bool,
+) -> list[EntityResult]:
+    """Sync each record in turn; a run that grows long validates what it wrote so far at once
+    and every later entity right after its write; deletions confirmed at the end."""
+    started = time.monotonic()
+    results: list[EntityResult] = []
+    for entity_id, record in records:
+        if record is None:
+            ctx.log.warning("entity %s: not found in EspoCRM", entity_id)
+            gone = "not found in EspoCRM"
+            results.append(EntityResult(entity_id, None, Outcome.FAILED.value, error=gone))
+            continue
+        if not validate_inline and _late(started, ctx):
+            validate_inline = True
+            results = [
+                validate_written(
+                    r,
+                    ctx.espocrm,
+                    ctx.advoware,
+                    clock=ctx.clock,
+                    settings=ctx.settings,
+                    direction=options.direction,
+                    log=ctx.log,
                 )
-                continue
-            late = time.monotonic() - started > settings.lock_ttl.total_seconds() / 3
-            if late and not validate_inline:
-                validate_inline = True
-                results = [
-                    validate_written(
-                        r,
-                        espocrm,
-                        advoware,
-                        clock=clock,
-                        settings=settings,
-                        direction=direction,
-                        log=log,
-                    )
-                    for r in results
-                ]
-            results.append(
-                sync_entity(
-                    record,
-                    espocrm,
-                    advoware,
-                    direction=direction,
-                    force=force,
-                    dry_run=dry_run,
-                    clock=clock,
-                    settings=settings,
-                    validate_inline=validate_inline,
-                    log=log,
-                )
+                for r in results
+            ]
+        results.append(
+            sync_entity(
+                record,
+                ctx.espocrm,
+                ctx.advoware,
+                clock=ctx.clock,
+                settings=ctx.settings,
+                validate_inline=validate_inline,
+                log=ctx.log,
+                options=options,
             )
-    return confirm_deletions(results, espocrm, clock=clock, settings=settings, log=log)
+        )
+    return confirm_deletions(
+        results, ctx.espocrm, clock=ctx.clock, settings=ctx.settings, log=ctx.log
+    )
+
+
+def _late(started: float, ctx: SyncContext) -> bool:
+    """A third of the lock TTL has passed since the unit started."""
+    return time.monotonic() - started > ctx.settings.lock_ttl.total_seconds() / 3
