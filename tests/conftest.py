@@ -48,8 +48,9 @@ atexit.register(shutil.rmtree, TEST_AIRFLOW_HOME, ignore_errors=True)
 TEST_API_PORT = _free_port()
 os.environ["AIRFLOW_HOME"] = str(TEST_AIRFLOW_HOME)
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-(TEST_AIRFLOW_HOME / "airflow.cfg").write_text(
-    setup_airflow.render_config(TEST_AIRFLOW_HOME, api_port=TEST_API_PORT)
+setup_airflow.write_private(
+    TEST_AIRFLOW_HOME / "airflow.cfg",
+    setup_airflow.render_config(TEST_AIRFLOW_HOME, api_port=TEST_API_PORT),
 )
 
 

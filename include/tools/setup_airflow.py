@@ -54,9 +54,25 @@ def _load_secrets(airflow_home: Path) -> dict[str, str]:
         "jwt_secret": secrets.token_urlsafe(32),
         "api_secret_key": secrets.token_urlsafe(32),
     }
-    path.write_text(json.dumps(values))
-    path.chmod(0o600)
+    write_private(path, json.dumps(values))
     return values
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (0600), created so from the start: a
+    file holding secrets is never readable by others, not even for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)  # an existing file of an older setup: closed first
+        out.write(text)
+
+
+def create_private(path: Path) -> None:
+    """Create an empty owner-only file (0600) unless it exists, and close an existing one to
+    others: SQLite keeps the mode of a database file it finds."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    os.close(fd)
 
 
 def render_config(
@@ -95,13 +111,18 @@ def _airflow(args: list[str], airflow_home: Path) -> None:
 def setup(airflow_home: Path, *, api_port: int, profile: str, database: str, redis_db: int) -> None:
     """Render the config, migrate the DB and create the pools (each only when needed)."""
     airflow_home.mkdir(parents=True, exist_ok=True)
+    for older in ("airflow.cfg", "secrets.json"):  # written by an older setup: close them
+        if (airflow_home / older).exists():
+            (airflow_home / older).chmod(0o600)
     text = render_config(
         airflow_home, api_port=api_port, profile=profile, database=database, redis_db=redis_db
     )
-    cfg = airflow_home / "airflow.cfg"
+    cfg = airflow_home / "airflow.cfg"  # holds the Fernet key and the JWT and API secrets
     if not cfg.exists() or cfg.read_text() != text:
-        cfg.write_text(text)
+        write_private(cfg, text)
         print(f"setup: wrote {cfg}")
+    if profile == "local":
+        create_private(airflow_home / "airflow.db")  # the connections, encrypted with that key
     stamp = airflow_home / ".setup-done"
     digest = hashlib.sha256(text.encode() + json.dumps(POOLS).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
