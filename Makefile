@@ -36,7 +36,7 @@ test: setup lint
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy include plugins
+	$(VENV)/bin/mypy include plugins dags
 
 sandbox: $(VENV)/.installed
 	$(PY) -m sandbox --espocrm-port 8081 --advoware-port 8082 --scenario sandbox/scenarios/demo.json

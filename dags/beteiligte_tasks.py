@@ -265,16 +265,19 @@ def sync_validate_report(units: XComArg, reset_output: XComArg | None = None) ->
     sync failed for good is not validated (its entities' locks expire after the lock TTL), the
     others are. Shared by the scheduled/manual DAG and the backfill DAG: one code path.
     """
-    inner: dict[str, XComArg] = {}
+    # Airflow's decorators take XComArgs where the task function takes their values (resolved
+    # at run time); their type hints do not say so, hence the Any below.
+    inner: dict[str, Any] = {}
 
     @task_group(group_id="entities", prefix_group_id=False)
-    def entities(unit: WorkUnit) -> XComArg:
+    def entities(unit: WorkUnit) -> Any:
         inner["synced"] = sync(unit)
         inner["validated"] = validate(inner["synced"])
         return inner["validated"]
 
     per_unit = entities.expand(unit=units)
-    report_task(reset_output, inner["synced"], inner["validated"])
+    report: Any = report_task
+    report(reset_output, inner["synced"], inner["validated"])
     # ``report`` is a leaf itself (a failed report fails the run); the other leaf needs not wait
     # for it, so a successful run ends as soon as its report is written.
     upstream = [units, per_unit]

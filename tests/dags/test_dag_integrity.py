@@ -39,3 +39,9 @@ def test_sync_dag_has_the_documented_tasks(dagbag: DagBag) -> None:
         "report",
     }
     assert dag.task_dict["sync"].pool == "advoware_api"
+
+
+def test_only_dag_files_are_parsed_as_dags(dagbag: DagBag) -> None:
+    """The helper modules are imported by the DAG files, not parsed as DAGs (.airflowignore)."""
+    parsed = {Path(path).name for path in dagbag.file_last_changed}
+    assert parsed == {"beteiligte_sync.py", "beteiligte_backfill.py"}, parsed
