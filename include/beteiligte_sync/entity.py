@@ -218,7 +218,6 @@ def _apply_locked(
         ops_applied=state.ops_applied,
         lock_token=token,
         espocrm_version=state.espocrm_record.get("versionNumber"),
-        expected_hash=_expected_hash(record, plan),
     )
     if not validate_inline:
         return result
@@ -256,16 +255,6 @@ def _lock_baseline(
     pending = {name: espo.get(name) for name in cmp.to_advoware}
     before = {name: advo_canon.get(name) for name in cmp.to_advoware}
     return {"syncBaseline": baseline.render(synced, pending, before=before)}
-
-
-def _expected_hash(record: Mapping[str, Any], plan: Plan) -> str | None:
-    """The Stammdaten hash EspoCRM holds once the plan's EspoCRM writes landed."""
-    try:
-        return mapping.business_hash(
-            mapping.from_espocrm({**record, **plan.espocrm_fields_written()})
-        )
-    except EntityError:
-        return None
 
 
 def _release_failed(

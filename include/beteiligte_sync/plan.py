@@ -47,14 +47,6 @@ class Plan:
     kommunikation_changes: int = 0
     warnings: list[str] = field(default_factory=list)
 
-    def espocrm_fields_written(self) -> dict[str, Any]:
-        """The EspoCRM fields the plan's ``UpdateEspoCrm`` ops write, merged in order."""
-        out: dict[str, Any] = {}
-        for op in self.ops:
-            if isinstance(op, UpdateEspoCrm):
-                out.update(op.fields)
-        return out
-
     @property
     def writes_advoware(self) -> bool:
         """True if any op writes to Advoware."""

@@ -34,12 +34,11 @@ class EntityResult:
     plan_text: str = ""
     kommunikation_changes: int = 0
     ops_applied: int = 0
-    #: Set while ``needs_validation``: the token of our lock, the EspoCRM ``versionNumber`` our
-    #: last write left and the Stammdaten hash EspoCRM holds after our writes. Validation uses
-    #: them to tell our own writes from a person's edit made while we held the lock.
+    #: Set while ``needs_validation``: the token of our lock and the EspoCRM ``versionNumber``
+    #: our last write left. Validation uses them to tell our own writes from a person's edit
+    #: made while we held the lock.
     lock_token: str | None = None
     espocrm_version: int | None = None
-    expected_hash: str | None = None
     #: Advoware answered 404 a second time: marked at the end of the unit (confirm_deletions)
     confirm_deletion: bool = False
     #: what the plan noticed and mended (damaged markers, ...), without personal values
