@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from include.beteiligte_sync.mapping import FIELD_NAMES, Canonical
@@ -119,16 +119,23 @@ def with_noted(record: Mapping[str, Any], noted: str) -> str | None:
     current = read(record)
     if current.values is None:
         return None
-    return render(
-        current.values, current.pending, noted, current.gone, current.landed, current.before
-    )
+    return dump(replace(current, noted=noted))
 
 
 def with_gone(record: Mapping[str, Any], gone: str) -> str:
     """The record's ``syncBaseline`` noting that Advoware answered 404 at ``gone``."""
-    current = read(record)
+    return dump(replace(read(record), gone=gone))
+
+
+def dump(baseline: Baseline) -> str:
+    """The JSON text of a whole :class:`Baseline` (see :func:`render`)."""
     return render(
-        current.values, current.pending, current.noted, gone, current.landed, current.before
+        baseline.values,
+        baseline.pending,
+        baseline.noted,
+        baseline.gone,
+        baseline.landed,
+        baseline.before,
     )
 
 
@@ -178,6 +185,4 @@ def promote(record: Mapping[str, Any]) -> str | None:
     current = read(record)
     if current.values is None or not current.pending:
         return None
-    return render(
-        current.values, current.pending, current.noted, current.gone, True, current.before
-    )
+    return dump(replace(current, landed=True))

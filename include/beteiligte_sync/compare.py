@@ -155,7 +155,9 @@ def compare(
             # The baseline cannot be trusted: the timestamps decide.
             return Comparison.whole(by_time, False, False, False, differing, "baseline_mismatch")
         return _per_field(espocrm_canon, advoware_canon, synced, differing)
-    return _by_hash(espocrm_record, espocrm_canon, advoware_record, advoware_canon, by_time)
+    return _by_hash(
+        espocrm_record, espocrm_canon, advoware_record, advoware_canon, by_time, differing
+    )
 
 
 def _per_field(
@@ -200,9 +202,9 @@ def _by_hash(
     advoware_record: Mapping[str, Any],
     advoware_canon: Canonical,
     by_time: Outcome,
+    differing: tuple[str, ...],
 ) -> Comparison:
     """The decision of records synced before per-field baselines existed."""
-    differing = differing_fields(espocrm_canon, advoware_canon)
     espo_changed = business_hash(espocrm_canon) != espocrm_record.get("syncedHash")
     row_baseline = espocrm_record.get("advowareRowId")
     if row_baseline:
