@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient
+from include.beteiligte_sync.results import LOG
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.timefmt import Clock
-
-LOG = logging.getLogger("beteiligte_sync")
 
 
 class Direction(StrEnum):

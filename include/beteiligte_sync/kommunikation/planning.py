@@ -45,10 +45,11 @@ from include.beteiligte_sync.kommunikation.classify import (
     read_synced_values,
 )
 from include.beteiligte_sync.ops import Op
+from include.beteiligte_sync.options import Direction
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("both", "to_advoware", "to_espocrm")
+DIRECTIONS = tuple(d.value for d in Direction)
 
 
 @dataclass
@@ -434,9 +435,8 @@ class _Planner:
 
 
 def check_direction(direction: str) -> None:
-    """Refuse a direction that is not one of :data:`DIRECTIONS`."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+    """Refuse a direction that is not one of :data:`DIRECTIONS` (ValueError)."""
+    Direction.of(direction)
 
 
 def _plan_for_new_party(espo: Mapping[str, Any], table: KommKzTable) -> KommunikationPlan:
