@@ -40,7 +40,7 @@ from include.beteiligte_sync.results import (
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.status import Outcome, SyncStatus
 from include.beteiligte_sync.timefmt import Clock
-from include.beteiligte_sync.validation import validate_written
+from include.beteiligte_sync.validation import validate_in
 
 
 def sync_entity(
@@ -221,15 +221,7 @@ def _apply_locked(
     )
     if not validate_inline:
         return result
-    return validate_written(
-        result,
-        ctx.espocrm,
-        ctx.advoware,
-        clock=ctx.clock,
-        settings=ctx.settings,
-        direction=plan.direction,
-        log=ctx.log,
-    )
+    return validate_in(result, ctx, plan.direction)
 
 
 def _lock_baseline(

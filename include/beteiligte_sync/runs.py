@@ -19,7 +19,7 @@ from include.beteiligte_sync.results import LOG, EntityResult
 from include.beteiligte_sync.settings import SyncSettings
 from include.beteiligte_sync.status import Outcome, SyncStatus
 from include.beteiligte_sync.timefmt import Clock, format_espocrm
-from include.beteiligte_sync.validation import validate_written
+from include.beteiligte_sync.validation import validate_in
 
 
 def reset_due_permanently_failed(
@@ -265,18 +265,7 @@ def _sync_each(
             continue
         if not validate_inline and _late(started, ctx):
             validate_inline = True
-            results = [
-                validate_written(
-                    r,
-                    ctx.espocrm,
-                    ctx.advoware,
-                    clock=ctx.clock,
-                    settings=ctx.settings,
-                    direction=options.direction,
-                    log=ctx.log,
-                )
-                for r in results
-            ]
+            results = [validate_in(r, ctx, options.direction) for r in results]
         results.append(
             sync_entity(
                 record,

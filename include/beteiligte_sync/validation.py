@@ -20,6 +20,7 @@ from include.beteiligte_sync.bookkeeping import (
 )
 from include.beteiligte_sync.clients import AdvowareClient, EspoCrmClient, Record
 from include.beteiligte_sync.errors import ApiError, Conflict, EntityError, NotFound
+from include.beteiligte_sync.options import SyncContext
 from include.beteiligte_sync.prepare import _checked_betnr, _checked_party
 from include.beteiligte_sync.results import LOG, EntityResult, _unrecorded_failure, describe_error
 from include.beteiligte_sync.settings import SyncSettings
@@ -59,6 +60,19 @@ def validate_written(
     if validated.outcome == Outcome.CLEAN.value:
         validated.outcome = result.outcome  # report what was done; status says it is clean
     return validated
+
+
+def validate_in(result: EntityResult, ctx: SyncContext, direction: str) -> EntityResult:
+    """:func:`validate_written` with what a run works with (its :class:`SyncContext`)."""
+    return validate_written(
+        result,
+        ctx.espocrm,
+        ctx.advoware,
+        clock=ctx.clock,
+        settings=ctx.settings,
+        direction=direction,
+        log=ctx.log,
+    )
 
 
 def validate_entity(
